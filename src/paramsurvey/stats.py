@@ -159,19 +159,22 @@ class _Sketch:
     def add(self, value: float) -> None:
         self.count += 1
         self.total += value
-        self.min = min(self.min, value)
-        self.max = max(self.max, value)
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
         if value <= ZERO_EPSILON:
             self.zeros += 1
             return
         key = math.ceil(math.log(value) * _INV_LOG_GAMMA)
-        self._grow(key, key)
+        if not 0 <= key - self.offset < len(self.counts):
+            self._grow(key, key)
         self.counts[key - self.offset] += 1
 
-    def add_many(self, a: np.ndarray) -> None:
+    def add_many(self, a: np.ndarray, lo: float, hi: float) -> None:
+        """Add finite samples ``a`` whose min and max, already computed by the caller, are lo, hi."""
         import numpy as np
 
-        lo, hi = float(a.min()), float(a.max())
         self.count += a.size
         self.total += float(a.sum())
         self.min = min(self.min, lo)
@@ -182,11 +185,18 @@ class _Sketch:
             self.zeros += int(positive.size - a.size)
             if not a.size:
                 return
-        keys = np.ceil(np.log(a) * _INV_LOG_GAMMA).astype(np.int64)
-        kmin, kmax = int(keys.min()), int(keys.max())
+            lo = float(a.min())
+        keys = np.log(a)
+        keys *= _INV_LOG_GAMMA
+        np.ceil(keys, out=keys)
+        # Key range from the scalar extremes instead of two more passes over the keys: math.log and
+        # np.log differ by an ulp or two at most, which can move a key by one, hence the margin.
+        kmin = math.ceil(math.log(lo) * _INV_LOG_GAMMA) - 2
+        kmax = math.ceil(math.log(hi) * _INV_LOG_GAMMA) + 2
         self._grow(kmin, kmax)
         start = kmin - self.offset
-        self.counts[start : start + kmax - kmin + 1] += np.bincount(keys - kmin, minlength=kmax - kmin + 1)
+        span = kmax - kmin + 1
+        self.counts[start : start + span] += np.bincount(keys.astype(np.int64) - kmin, minlength=span)
 
     def merge(self, other: _Sketch) -> None:
         self.count += other.count
@@ -303,7 +313,7 @@ class PerfStats:
         if not math.isfinite(value):
             logger.warning("timer %s: dropped a non-finite value %r", name, value)
             return
-        self._timer(name).add(float(value))
+        (self._timers.get(name) or self._timer(name)).add(float(value))
 
     def add_many(self, name: str, values: Sequence[float] | np.ndarray) -> None:
         """Add many samples at once, vectorised; NaN and infinite values are dropped with a warning.
@@ -318,13 +328,15 @@ class PerfStats:
         a = np.asarray(values, dtype=np.float64).ravel()
         if not a.size:
             return
-        if not (math.isfinite(a.min()) and math.isfinite(a.max())):  # min/max propagate NaN
+        lo, hi = float(a.min()), float(a.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # min and max propagate NaN
             finite = np.isfinite(a)
             logger.warning("timer %s: dropped %d non-finite values", name, int(a.size - finite.sum()))
             a = a[finite]
             if not a.size:
                 return
-        self._timer(name).add_many(a)
+            lo, hi = float(a.min()), float(a.max())
+        self._timer(name).add_many(a, lo, hi)
 
     def combine_stats(self, raw_stats: dict[str, list[float]]) -> None:
         """Fold a worker's ``raw_stats`` (timer name to list of seconds) in; ``raw_stats`` is unchanged.
