@@ -340,3 +340,22 @@ def test_report_verbose_zero_never_writes_stderr(capsys, log_lines):
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
     assert sum("counter x, total" in line for line in log_lines) == 2
+
+
+def test_pickle_round_trip_keeps_everything():
+    # MapResults, and so its PerfStats, may be pickled or sent between processes
+    import pickle
+
+    s = PerfStats({"x": RNG.exponential(1.0, 1_000), "z": [0.0, 0.0]}, vstats=2, verbose=0)
+    s2 = pickle.loads(pickle.dumps(s))
+    assert s2.snapshot() == s.snapshot() and (s2.vstats, s2.verbose) == (2, 0)
+    s2.add("x", 1.0)
+    assert s2.read_stats("x").count == s.read_stats("x").count + 1
+
+
+def test_print_to_file_and_stderr_together(capsys):
+    f = io.StringIO()
+    PerfStats({"x": [1.0]}).print_percentiles(stderr=True, file=f)
+    assert f.getvalue() == capsys.readouterr().err != ""
+    PerfStats({"x": [1.0]}).print_percentiles(stderr=True, file=sys.stderr)  # printed once
+    assert len(capsys.readouterr().err.splitlines()) == 5

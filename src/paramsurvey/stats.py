@@ -133,12 +133,9 @@ class _Sketch:
     def __init__(self) -> None:
         import numpy as np
 
-        self.count = 0
+        self.count = self.zeros = self.offset = 0
         self.total = 0.0
-        self.min = math.inf
-        self.max = -math.inf
-        self.zeros = 0
-        self.offset = 0
+        self.min, self.max = math.inf, -math.inf
         self.counts: np.ndarray = np.zeros(0, dtype=np.int64)
 
     def _grow(self, kmin: int, kmax: int) -> None:
