@@ -32,7 +32,7 @@ its ``str`` dtype, whose missing value is NaN), and ``.str``, comparisons and ``
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain, repeat
 from typing import Any, Union
 
@@ -156,12 +156,18 @@ def _put(out: np.ndarray, dest: Dest, values: Any, mask: np.ndarray | None, fill
             out[dest[mask]] = fill
 
 
-def _merge(pieces: Sequence[tuple[Dest, _Piece | None]], n: int) -> tuple[Any, str]:
-    """Build one column of n rows from its pieces: (numpy array or pandas extension array, dtype)."""
+def _drain(pieces: list[tuple[Dest, _Piece | None]]) -> Iterator[tuple[Dest, _Piece | None]]:
+    # Pop each piece as it is copied, so that its storage is freed while the column is built.
+    while pieces:
+        yield pieces.pop()
+
+
+def _merge(pieces: list[tuple[Dest, _Piece | None]], n: int) -> tuple[Any, str]:
+    """Build one column of n rows from its pieces (consumed): (numpy or pandas extension array, dtype)."""
     target = _target([p for _, p in pieces])
     if target == "object":
         out = np.empty(n, dtype=object)  # filled with None: the missing value of object columns
-        for dest, p in pieces:
+        for dest, p in _drain(pieces):
             if p is not None and p.values is not None:
                 # numpy arrays of bool/int/float become Python bool/int/float objects here
                 _put(out, dest, p.values if p.values.dtype == object else p.values.astype(object),
@@ -169,7 +175,7 @@ def _merge(pieces: Sequence[tuple[Dest, _Piece | None]], n: int) -> tuple[Any, s
         return out, target
     if target == "float64":
         out = np.empty(n, dtype=np.float64)
-        for dest, p in pieces:
+        for dest, p in _drain(pieces):
             if p is None or p.values is None:
                 out[dest] = np.nan
             else:  # int64 and object-of-numbers convert exactly: _target checked the magnitudes
@@ -179,12 +185,12 @@ def _merge(pieces: Sequence[tuple[Dest, _Piece | None]], n: int) -> tuple[Any, s
     nptype = np.bool_ if target in ("bool", "boolean") else np.int64
     out = np.empty(n, dtype=nptype)
     if target in ("bool", "int64"):  # no missing row anywhere
-        for dest, p in pieces:
+        for dest, p in _drain(pieces):
             assert p is not None
             out[dest] = p.values
         return out, target
     isna = np.zeros(n, dtype=np.bool_)
-    for dest, p in pieces:
+    for dest, p in _drain(pieces):
         if p is None or p.values is None:
             out[dest] = 0
             isna[dest] = True
@@ -228,8 +234,12 @@ class _Chunk:
     __slots__ = ("positions", "first", "columns")
 
     def __init__(self, positions: np.ndarray, columns: dict[str, _Piece]) -> None:
-        self.positions = positions
-        self.first = int(positions.min())
+        # A run of consecutive positions (the usual group) is kept as a range: no 8 bytes per row.
+        n = len(positions)
+        first, last = int(positions[0]), int(positions[-1])
+        consecutive = last - first == n - 1 and (n < 2 or bool((positions[1:] > positions[:-1]).all()))
+        self.positions: range | np.ndarray = range(first, last + 1) if consecutive else positions
+        self.first = first if consecutive else int(positions.min())
         self.columns = columns
 
 
@@ -273,25 +283,31 @@ class ColumnAccumulator:
 
     def _destinations(self) -> tuple[list[Dest], pd.Index]:
         """Where each chunk's rows go so that rows are sorted by position, and the index."""
-        chunks = self._chunks
+        chunks = self._chunks  # sorted by first position
         if not chunks:
             return [], pd.RangeIndex(0)
-        pos = np.concatenate([c.positions for c in chunks])
         bounds = np.cumsum([0] + [len(c.positions) for c in chunks]).tolist()
+        n = bounds[-1]
+        slices: list[Dest] = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        ranges = [c.positions for c in chunks if isinstance(c.positions, range)]
+        if len(ranges) == len(chunks) and all(a[-1] < b[0] for a, b in zip(ranges[:-1], ranges[1:])):
+            # The usual case: each group is a run of consecutive psets, and runs do not overlap.
+            if ranges[0][0] == 0 and ranges[-1][-1] == n - 1:
+                return slices, pd.RangeIndex(n)
+            return slices, pd.Index(np.concatenate([np.arange(r.start, r.stop) for r in ranges]))
+        pos = np.concatenate([np.asarray(c.positions, dtype=np.int64) for c in chunks])
         dests: list[Dest]
-        if (pos[1:] > pos[:-1]).all():  # the usual case: groups are runs of consecutive psets
-            dests = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-            sorted_pos = pos
+        if (pos[1:] > pos[:-1]).all():
+            dests, sorted_pos = slices, pos
         else:
             order = np.argsort(pos, kind="stable")
             sorted_pos = pos[order]
             if (sorted_pos[1:] == sorted_pos[:-1]).any():
                 dup = sorted_pos[1:][sorted_pos[1:] == sorted_pos[:-1]][0]
                 raise ValueError(f"position {dup} appears in more than one row")
-            rank = np.empty(len(pos), dtype=np.intp)
-            rank[order] = np.arange(len(pos), dtype=np.intp)
+            rank = np.empty(n, dtype=np.intp)
+            rank[order] = np.arange(n, dtype=np.intp)
             dests = [rank[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-        n = len(pos)
         if sorted_pos[0] == 0 and sorted_pos[-1] == n - 1:  # unique and sorted: exactly 0..n-1
             return dests, pd.RangeIndex(n)
         return dests, pd.Index(sorted_pos, dtype=np.int64)
@@ -311,7 +327,6 @@ class ColumnAccumulator:
                 # pop: each chunk's storage for this column is freed once the column is built
                 pieces = [(d, c.columns.pop(name, None)) for d, c in zip(dests, self._chunks)]
                 arr, dtype = _merge(pieces, len(index))
-                del pieces
                 data[name] = _series(arr, dtype, index, name)
             self._chunks = []
             # copy=False: no consolidation copy of same-dtype columns, so no second frame in memory

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import qmc
 
 __all__ = [
     "Distribution",
@@ -644,10 +643,12 @@ def sample(n: int, /, seed: int | None = 0, method: str = "random", **factors: D
         u = np.empty((0, d))
     elif method == "random":
         u = np.random.default_rng(seed).random((n, d))
-    elif method == "lhs":
-        u = qmc.LatinHypercube(d, seed=seed).random(n)
     else:
-        u = qmc.Sobol(d, scramble=True, seed=seed).random(n)
+        # imported here: scipy.stats takes longer to import than all the rest of paramsurvey
+        from scipy.stats import qmc
+
+        engine = qmc.LatinHypercube(d, seed=seed) if method == "lhs" else qmc.Sobol(d, scramble=True, seed=seed)
+        u = engine.random(n)
     columns = {name: spec._from_unit(u[:, j]) for j, (name, spec) in enumerate(factors.items())}
     return pd.DataFrame(columns, index=pd.RangeIndex(n))
 

@@ -410,10 +410,13 @@ class PerfStats:
         """Allocated sketch buckets over all timers: the memory used, in units of 8 bytes."""
         return sum(len(t.counts) + 1 for t in self._timers.values())
 
-    def _emit(self, lines: list[str], stderr: bool, file: IO[str] | None) -> None:
+    def _emit(self, lines: list[str], stderr: bool | None, file: IO[str] | None) -> None:
+        if stderr is None and file is None:  # asked for by the user, no destination: stdout
+            file = sys.stdout
         streams = [f for f in (file, sys.stderr if stderr else None) if f is not None]
         for line in lines:
-            logger.info(line)
+            # the hidden logfile only: these lines reach a screen through `streams` alone
+            logger.info(line, extra={"ps_verbose": 99})
             for stream in dict.fromkeys(streams):  # stderr=True with file=sys.stderr: print once
                 print(line, file=stream)
         for stream in streams:
@@ -427,12 +430,12 @@ class PerfStats:
         return f"counter {st.name}, total {total}, mean {_fmt(st.mean)}, counts {st.count}"
 
     def print_percentiles(
-        self, name: str = "default", stderr: bool = False, file: IO[str] | None = None
+        self, name: str = "default", stderr: bool | None = None, file: IO[str] | None = None
     ) -> None:
         """Log count, total, mean and the 50/90/95/99th percentiles of every timer, ``name`` first.
 
-        Lines go to the ``paramsurvey.stats`` logger at INFO, and are also printed to stderr if
-        ``stderr`` is true and to ``file`` if given.
+        Lines go to the ``paramsurvey.stats`` logger at INFO (the hidden logfile), and are also
+        printed to stderr if ``stderr`` is true and to ``file`` if given; with neither, to stdout.
 
         Examples
         --------
@@ -450,7 +453,7 @@ class PerfStats:
         self._emit(lines, stderr, file)
 
     def print_histograms(
-        self, name: str = "default", stderr: bool = False, file: IO[str] | None = None
+        self, name: str = "default", stderr: bool | None = None, file: IO[str] | None = None
     ) -> None:
         """Log a text histogram of every timer, ``name`` first; output goes where
         :meth:`print_percentiles` sends it.

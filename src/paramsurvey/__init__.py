@@ -1,0 +1,61 @@
+"""paramsurvey: one worker function over many parameter sets, in parallel, from a laptop to a cluster.
+
+The public face only. Heavy modules (pandas, the engine) load on first use, so that worker processes,
+which import ``paramsurvey._worker``, start in milliseconds.
+
+Example
+-------
+>>> import paramsurvey
+>>> paramsurvey.init(backend='serial', verbose=0)
+>>> results = paramsurvey.map(lambda pset, sk, uk: {'y': 2 * pset['x']}, [{'x': 1}, {'x': 2}])
+>>> results.results['y'].tolist()
+[2, 4]
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import BackendError, BackendNotInstalled, Interrupted, JournalError, ParamsurveyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import params, stats, utils
+    from ._api import backend, current_core_count, current_resources, finalize, init, map
+    from .progress import MapProgress
+    from .results import MapResults, MissingPsets
+    from .stats import PerfStats
+
+try:
+    from importlib.metadata import PackageNotFoundError, version
+
+    __version__ = version("paramsurvey")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+_LAZY = {
+    "init": "._api", "map": "._api", "finalize": "._api", "backend": "._api",
+    "current_core_count": "._api", "current_resources": "._api",
+    "MapResults": ".results", "MissingPsets": ".results", "MapProgress": ".progress", "PerfStats": ".stats",
+}
+_SUBMODULES = ("params", "stats", "utils", "results", "progress", "journal", "carbon", "cli")
+
+__all__ = sorted([
+    "BackendError", "BackendNotInstalled", "Interrupted", "JournalError", "MapProgress", "MapResults",
+    "MissingPsets", "ParamsurveyError", "PerfStats", "backend", "current_core_count", "current_resources",
+    "finalize", "init", "map", "params", "stats", "utils",
+])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module("." + name, __name__)
+    raise AttributeError(f"module 'paramsurvey' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,314 @@
+"""The scheduler of one map(): groups, the in-flight window, retries, results, progress, Ctrl-C.
+
+    PsetSource --positions--> groups (Task) --submit--> Backend --poll--> GroupDone / PsetLost
+        ^                                                                      |
+        |   retries (a fresh attempt of a crashed or timed-out pset) <---------+
+        |                                                                      v
+    journal (done psets skipped) <---- records ----> ColumnAccumulator, failures, PerfStats,
+                                                     Counters -> ProgressReporter, out_func, journal
+
+Group size is automatic unless given: each group should run about ``backend.target_group_seconds``
+(measured from the psets' own durations), and no group may be larger than a fair share of what is
+left, so that every worker stays busy to the end (guided self-scheduling: no straggler at the tail).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._columns import ColumnAccumulator
+from ._config import Settings
+from ._psets import PsetSource
+from ._worker import GroupResult, MapContext
+from .backends.base import IN_PROCESS, Backend, GroupDone, PsetLost, Task
+from .exceptions import Interrupted
+from .progress import Counters, ProgressReporter
+from .results import MISSING_COLUMNS, MapResults
+from .stats import PerfStats
+
+log = logging.getLogger("paramsurvey")
+
+# Before any duration is measured, groups hold this many psets: small, so that slow psets spread
+# over every worker at once; the next groups are sized from measurements.
+FIRST_GROUP = 1
+# A group never holds more than this: bounds one message's memory and keeps progress moving.
+MAX_GROUP = 25_000
+# Weight of the newest group in the moving average of pset duration.
+EMA_WEIGHT = 0.3
+# Driver-side cost of one pset (pickling, assembly), so trivial psets still form sane groups.
+PSET_OVERHEAD = 2e-6
+
+
+class Survey:
+    """Runs one map() on a started backend and returns its MapResults."""
+
+    def __init__(self, backend: Backend, settings: Settings, func: Callable[..., Any], source: PsetSource,
+                 todo: Sequence[int] | None = None, journal: Any = None, carbon: Any = None) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.func = func
+        self.source = source
+        self.todo: Sequence[int] = range(len(source)) if todo is None else todo
+        self.cursor = 0
+        self.retry_queue: deque[tuple[int, dict[str, Any], int]] = deque()
+        self.journal = journal
+        self.counters = Counters(total=len(source))
+        self.reporter = ProgressReporter(settings.name, settings.verbose, settings.progress_dt, carbon)
+        self.stats = PerfStats(vstats=settings.vstats, verbose=settings.verbose)
+        self.accumulator = ColumnAccumulator()
+        self.failures: dict[int, tuple[str, str, str]] = {}
+        self.done = np.zeros(len(source), dtype=bool)
+        self.mean_seconds: float | None = None
+        self.task_ids = 0
+        self.wall_name = f"{settings.name}_wallclock"
+        self.iowait_name = f"{settings.name}_iowait"
+        self.collision_logged = False
+        self.interrupted = False
+        self.wake_r: int | None = None
+        self.wake_w: int | None = None
+
+    # -- grouping -----------------------------------------------------------------------------
+    def _group_size(self) -> int:
+        if self.settings.group_size:
+            return self.settings.group_size
+        remaining = len(self.todo) - self.cursor
+        fair_share = math.ceil(remaining / (2 * self.backend.worker_count()))
+        if self.mean_seconds is None:
+            return max(1, min(FIRST_GROUP, fair_share))
+        wanted = self.backend.target_group_seconds / (self.mean_seconds + PSET_OVERHEAD)
+        return max(1, min(int(wanted), fair_share, MAX_GROUP))
+
+    def _next_task(self) -> Task | None:
+        self.task_ids += 1
+        if self.retry_queue:  # retries go first, alone: they may crash again
+            position, pset, attempt = self.retry_queue.popleft()
+            return Task(self.task_ids, [position], [pset], attempt)
+        if self.cursor >= len(self.todo):
+            return None
+        size = self._group_size()
+        start, stop = self.cursor, min(self.cursor + size, len(self.todo))
+        self.cursor = stop
+        if isinstance(self.todo, range) and self.todo.step == 1:
+            first = self.todo.start
+            positions = list(range(first + start, first + stop))
+            psets = self.source.get_range(first + start, first + stop)
+        else:
+            positions = list(self.todo[start:stop])
+            psets = self.source.get(positions)
+        return Task(self.task_ids, positions, psets)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> MapResults:
+        settings = self.settings
+        ctx = MapContext(self.func, settings.user_kwargs, settings.name, self.backend.name, seed=settings.seed,
+                         chdir=settings.chdir, out_subdirs=settings.out_subdirs,
+                         want_digests=self.journal is not None)
+        log.info("%s: starting map of %d psets on the %s backend", settings.name, len(self.todo),
+                 self.backend.name, extra={"ps_verbose": 2})
+        with self._sigint_guard():
+            try:
+                self.backend.begin_map(ctx, settings, self.wake_r)
+                self._loop()
+            except KeyboardInterrupt:
+                self.interrupted = True
+            finally:
+                if self.interrupted:
+                    self.backend.cancel()
+                self.backend.end_map()
+        results = self._finish()
+        if self.interrupted:
+            raise Interrupted(results)
+        return results
+
+    def _loop(self) -> None:
+        backend = self.backend
+        while True:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            while backend.free_slots() > 0:
+                task = self._next_task()
+                if task is None:
+                    break
+                self.counters.active += len(task.positions)
+                backend.submit(task)
+            if not backend.busy() and not self.retry_queue and self.cursor >= len(self.todo):
+                return
+            for outcome in backend.poll(self.reporter.next_due()):
+                if isinstance(outcome, GroupDone):
+                    self._on_group(outcome.result)
+                else:
+                    self._on_lost(outcome)
+            self.reporter.tick(self.counters)
+            self.stats.report()
+            if self.journal is not None:
+                self.journal.maybe_flush()
+
+    # -- outcomes -------------------------------------------------------------------------------
+    def _on_group(self, result: GroupResult) -> None:
+        counters = self.counters
+        n = len(result.ran)
+        counters.active -= n
+        counters.finished += len(result.ok)
+        if n:
+            self.done[result.ran] = True
+            wall = np.asarray(result.wall)
+            self.stats.add_many(self.wall_name, wall)
+            self.stats.add_many(self.iowait_name, result.iowait)
+            mean = float(wall.mean())
+            self.mean_seconds = mean if self.mean_seconds is None else (
+                EMA_WEIGHT * mean + (1 - EMA_WEIGHT) * self.mean_seconds)
+        if result.raw:
+            self.stats.combine_stats(result.raw)
+        if result.ok and self.settings.keep_results:
+            self.accumulator.add_chunk(result.ok, result.columns, result.absent)
+        for position, status, exc, tb in result.failures:
+            self._record_failure(position, status, exc, tb)
+        if self.settings.out_func is not None:
+            self._call_out_func(result)
+        if self.journal is not None:
+            self.journal.record_group(result, self.source)
+        if self.settings.verbose >= 3:
+            log.info("%s: group of %d psets finished, %d ok", self.settings.name, n, len(result.ok))
+
+    def _on_lost(self, lost: PsetLost) -> None:
+        self.counters.active -= 1
+        if lost.attempt < self.settings.retries:
+            self.counters.retried += 1
+            self.counters.active += 1
+            log.info("%s: pset %d %s (%s); retrying (attempt %d of %d)", self.settings.name, lost.position,
+                     lost.status, lost.message, lost.attempt + 2, self.settings.retries + 1)
+            self.retry_queue.append((lost.position, lost.pset, lost.attempt + 1))
+            return
+        self.done[lost.position] = True
+        self._record_failure(lost.position, lost.status, lost.message, "", lost)
+        if self.journal is not None:
+            self.journal.record_lost(lost, self.source)
+
+    def _record_failure(self, position: int, status: str, exc: str, tb: str, lost: PsetLost | None = None) -> None:
+        counters = self.counters
+        counters.failures += 1
+        if status == "exception":
+            counters.exceptions += 1
+        elif status == "crashed":
+            counters.crashed += 1
+        elif status == "timeout":
+            counters.timeouts += 1
+        self.failures[position] = (status, exc, tb)
+        name = self.settings.name
+        log.info("%s: pset %d failed (%s): %s", name, position, status, exc)
+        pset = lost.pset if lost is not None else None
+        log.info("%s: pset %d was %r", name, position, pset if pset is not None else self.source.get([position])[0],
+                 extra={"ps_verbose": 2})
+        if tb:
+            log.info("%s: traceback of pset %d:\n%s", name, position, tb.rstrip(), extra={"ps_verbose": 2})
+        if self.settings.out_func is not None and lost is not None:
+            self._out_func_call({"pset": lost.pset, "exception": exc, "traceback": tb, "status": status}, position)
+
+    def _call_out_func(self, result: GroupResult) -> None:
+        psets = self.source.get(result.ok)
+        keys = list(result.columns)
+        absent = {k: set(v) for k, v in result.absent.items()}
+        for i, (position, pset) in enumerate(zip(result.ok, psets)):
+            row = {k: result.columns[k][i] for k in keys if i not in absent.get(k, ())}
+            self._out_func_call({"pset": pset, "result": row}, position)
+        if result.failures:
+            failed = self.source.get([f[0] for f in result.failures])
+            for (position, status, exc, tb), pset in zip(result.failures, failed):
+                self._out_func_call({"pset": pset, "exception": exc, "traceback": tb, "status": status}, position)
+
+    def _out_func_call(self, user_ret: dict[str, Any], position: int) -> None:
+        out_func = self.settings.out_func
+        assert out_func is not None
+        system_kwargs = {"name": self.settings.name, "pset_index": position, "backend": self.backend.name}
+        try:
+            out_func(user_ret, system_kwargs, self.settings.user_kwargs)
+        except Exception as exc:  # the user's out_func failing is not the pset's failure (SPEC §12.9)
+            import traceback
+
+            log.warning("%s: out_func raised %r for pset %d (the pset's result is kept)\n%s",
+                        self.settings.name, exc, position, traceback.format_exc().rstrip())
+
+    # -- the end ------------------------------------------------------------------------------
+    def _finish(self) -> MapResults:
+        counters = self.counters
+        todo = np.asarray(self.todo, dtype=np.int64)
+        not_done = todo[~self.done[todo]] if len(todo) else todo
+        for position in not_done.tolist():
+            counters.cancelled += 1
+            counters.failures += 1
+            self.failures[position] = ("cancelled", "cancelled: the map was interrupted before this pset finished", "")
+        counters.active = 0
+        progress = self.reporter.close(counters)
+        if self.journal is not None:
+            self.journal.close()
+        self.stats.report(final=True)
+        frame = self._results_frame()
+        missing = self._missing_frame()
+        return MapResults(frame, missing, progress, self.stats, self.settings.verbose)
+
+    def _results_frame(self) -> pd.DataFrame:
+        results = self.accumulator.to_frame()
+        if not self.settings.keep_results:
+            return results
+        positions = list(results.index) if len(results) else []
+        psets = self.source.frame_for(positions)
+        if not len(results):
+            return psets
+        clash = [c for c in results.columns if c in psets.columns]
+        if clash:
+            log.warning("%s: result key(s) %s also pset key(s): the result's value is kept in the row",
+                        self.settings.name, ", ".join(map(repr, clash)))
+            psets = psets.drop(columns=clash)
+        psets.index = results.index
+        return pd.concat([psets, results], axis=1, copy=False)
+
+    def _missing_frame(self) -> pd.DataFrame:
+        positions = sorted(self.failures)
+        frame = self.source.frame_for(positions).copy()
+        for i, column in enumerate(MISSING_COLUMNS):
+            frame[column] = pd.Series([self.failures[p][i] for p in positions], index=frame.index, dtype=object)
+        return frame
+
+    # -- Ctrl-C ----------------------------------------------------------------------------------
+    @contextmanager
+    def _sigint_guard(self) -> Iterator[None]:
+        """Turn Ctrl-C into a flag the loop checks, woken through a pipe the backend waits on,
+        so an interrupt never lands in the middle of recording a group. In-process backends
+        (serial) and a second Ctrl-C get a plain KeyboardInterrupt at once."""
+        in_main = threading.current_thread() is threading.main_thread()
+        if not in_main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield
+            return
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        in_process = IN_PROCESS in self.backend.capabilities
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if self.interrupted or in_process:
+                self.interrupted = True
+                raise KeyboardInterrupt
+            self.interrupted = True
+            try:
+                os.write(self.wake_w, b"!")  # type: ignore[arg-type]
+            except OSError:
+                pass
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            self.wake_r = self.wake_w = None

@@ -1,0 +1,76 @@
+"""Stable content hashes of psets: the identity a journal resumes by, and the root of each pset's seed.
+
+Stable means: the same on every run, machine, backend and Python process (so never ``hash()``, which
+is salted per process), whatever the order of the pset's keys, and whether a value came from a list
+of dicts or from a DataFrame (numpy scalars hash as the Python value they stand for).
+Standard library only: this runs inside worker processes that must start fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+DIGEST_SIZE = 16  # 128 bits: collisions among even 10**9 psets are ~1e-20 likely
+
+
+def _native(value: Any) -> Any:
+    # numpy / pandas scalars know their Python value; anything else falls back to a type-tagged repr
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, (set, frozenset)):
+        return sorted(map(repr, value))
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    return f"<{type(value).__module__}.{type(value).__qualname__}>{value!r}"
+
+
+def _normal_float(value: float) -> Any:
+    # json writes NaN/inf as bare words; keep them distinguishable and stable
+    return value if math.isfinite(value) else repr(value)
+
+
+def canonical(pset: Mapping[str, Any]) -> bytes:
+    """The pset as canonical JSON bytes: sorted keys, native values."""
+    try:
+        text = json.dumps(pset, sort_keys=True, default=_native, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # a NaN or infinity somewhere
+        text = json.dumps(_walk(pset), sort_keys=True, default=_native, separators=(",", ":"))
+    return text.encode()
+
+
+def _walk(value: Any) -> Any:
+    if isinstance(value, float):
+        return _normal_float(value)
+    if isinstance(value, Mapping):
+        return {str(k): _walk(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_walk(v) for v in value]
+    native = _native(value) if not isinstance(value, (str, int, bool, type(None))) else value
+    if native is not value:
+        return _walk(native) if isinstance(native, (float, list, tuple, dict)) else native
+    return value
+
+
+def pset_digest(pset: Mapping[str, Any]) -> bytes:
+    """A 16-byte digest of a pset's content."""
+    return hashlib.blake2b(canonical(pset), digest_size=DIGEST_SIZE).digest()
+
+
+def pset_hash(pset: Mapping[str, Any]) -> str:
+    """The digest as 32 hex characters (what a journal stores)."""
+    return pset_digest(pset).hex()
+
+
+def seed_for(map_seed: int, pset: Mapping[str, Any]) -> int:
+    """A pset's seed: from map(seed=...) and its content; fits numpy's legacy 32-bit seeds."""
+    h = hashlib.blake2b(canonical(pset), digest_size=8, key=str(map_seed).encode()[:64])
+    return int.from_bytes(h.digest()[:4], "little")

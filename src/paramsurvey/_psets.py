@@ -1,0 +1,108 @@
+"""The psets of one map(): checked once before any work starts, then served to the engine by position.
+
+Accepted (SPEC §4): a list of dicts, a DataFrame (or anything with ``to_df()``, like MapResults), a
+dict of equal-length lists, or any iterable of dicts (a generator too). Keys must be strings that are
+Python identifiers, not keywords, and not start with ``_`` (reserved for paramsurvey's own columns).
+"""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from ._columns import frame_from_records
+
+
+def check_key(key: Any, where: str) -> None:
+    if not isinstance(key, str):
+        raise ValueError(f"pset key {key!r} ({where}) is not a string; pset keys must be strings")
+    if not key.isidentifier():
+        raise ValueError(f"pset key {key!r} ({where}) is not a Python identifier")
+    if keyword.iskeyword(key):
+        raise ValueError(f"pset key {key!r} ({where}) is a Python keyword")
+    if key.startswith("_"):
+        raise ValueError(f"pset key {key!r} ({where}) starts with '_', which is reserved for "
+                         "paramsurvey's own columns")
+
+
+class PsetSource:
+    """Psets by position; a DataFrame stays a DataFrame (no per-row dicts until a group needs them)."""
+
+    def __init__(self, psets: Any, limit: int = 0) -> None:
+        self.frame: pd.DataFrame | None = None
+        self.records: Sequence[dict[str, Any]] | None = None
+        if hasattr(psets, "to_df") and not isinstance(psets, pd.DataFrame):
+            psets = psets.to_df()
+        if isinstance(psets, pd.DataFrame):
+            frame = psets
+            for column in frame.columns:
+                check_key(column, "DataFrame column")
+            if limit > 0:
+                frame = frame.iloc[:limit]
+            self.frame = frame.reset_index(drop=True)
+            self.n = len(self.frame)
+            self.keys = list(self.frame.columns)
+        elif isinstance(psets, Mapping):
+            lengths = {k: len(v) for k, v in psets.items()}
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"a dict of psets needs lists of equal length, got {lengths}")
+            for key in psets:
+                check_key(key, "dict of lists")
+            self.__init__(pd.DataFrame(dict(psets)), limit)  # type: ignore[misc]
+            return
+        elif isinstance(psets, (str, bytes)) or not isinstance(psets, Iterable):
+            raise TypeError(f"psets must be a list of dicts, a DataFrame or a dict of lists, "
+                            f"not {type(psets).__name__}")
+        else:
+            records = psets if isinstance(psets, list) else list(psets)
+            if limit > 0:
+                records = records[:limit]
+            self.keys = _check_records(records)
+            self.records = records
+            self.n = len(records)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def get_range(self, start: int, stop: int) -> list[dict[str, Any]]:
+        if self.records is not None:
+            return list(self.records[start:stop])
+        assert self.frame is not None
+        return self.frame.iloc[start:stop].to_dict("records")  # native Python values (pandas >= 2)
+
+    def get(self, positions: Sequence[int]) -> list[dict[str, Any]]:
+        if self.records is not None:
+            records = self.records
+            return [records[p] for p in positions]
+        assert self.frame is not None
+        return self.frame.iloc[list(positions)].to_dict("records")
+
+    def frame_for(self, positions: Sequence[int]) -> pd.DataFrame:
+        """The pset columns of the given positions (sorted), indexed by position."""
+        if self.frame is not None:
+            frame = self.frame.iloc[list(positions)]
+            frame.index = pd.Index(positions, dtype="int64") if len(positions) else pd.RangeIndex(0)
+            return frame
+        return frame_from_records(self.get(positions), positions)
+
+
+def _check_records(records: Sequence[Any]) -> list[str]:
+    """Every pset a dict with good keys; returns the union of keys in first-seen order."""
+    seen: dict[str, None] = {}
+    last_keys: Any = None
+    for i, pset in enumerate(records):
+        if type(pset) is not dict:
+            if not isinstance(pset, Mapping):
+                raise ValueError(f"pset {i} is a {type(pset).__name__}, not a dict: {pset!r:.100}")
+        keys = pset.keys()
+        if keys == last_keys:  # the common case: same keys as the previous pset, already checked
+            continue
+        for key in keys:
+            if key not in seen:
+                check_key(key, f"in pset {i}")
+                seen[key] = None
+        last_keys = keys
+    return list(seen)

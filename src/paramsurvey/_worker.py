@@ -1,0 +1,280 @@
+"""What runs inside a worker: call the user's function on each pset of a group, time it, catch what
+it raises, and hand back compact records.
+
+Standard library only at import (plus cloudpickle, lazily, to load the function): worker processes
+import this module and must start in milliseconds, not in the quarter second pandas takes.
+
+A group's outcome is one ``GroupResult`` tuple, column-major so that it pickles small and the driver
+can turn it into numpy columns without touching a dict per row::
+
+    ran       positions of every pset run, in order
+    wall      wallclock seconds of each, aligned with ran
+    iowait    wallclock minus CPU seconds of each (floored at 0), aligned with ran
+    ok        positions of the psets that returned a result (a dict or None)
+    columns   result key -> values, aligned with ok (None where a row lacks the key)
+    absent    result key -> offsets into ok where the key was absent
+    failures  (position, status, repr of exception, traceback) for each failed pset
+    raw       user timers: name -> list of seconds (from system_kwargs['raw_stats'])
+    digests   pset content hashes aligned with ran, when a journal asked for them, else None
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from ._hashing import pset_hash, seed_for
+
+
+class GroupResult(NamedTuple):
+    ran: list[int]
+    wall: list[float]
+    iowait: list[float]
+    ok: list[int]
+    columns: dict[str, list[Any]]
+    absent: dict[str, list[int]]
+    failures: list[tuple[int, str, str, str]]
+    raw: dict[str, list[float]]
+    digests: list[str] | None
+
+
+class MapContext:
+    """Everything a worker needs for one map(), shipped once per map, not once per pset."""
+
+    def __init__(self, func: Callable[..., Any], user_kwargs: Any, name: str, backend: str,
+                 seed: int = 0, chdir: str | None = None, out_subdirs: int | None = None,
+                 want_digests: bool = False, copy_psets: bool = False, catch_interrupt: bool = True,
+                 sys_path: Sequence[str] | None = None, timed: bool = False) -> None:
+        self.func = func
+        self.user_kwargs = user_kwargs
+        self.name = name
+        self.backend = backend
+        self.seed = seed
+        self.chdir = chdir
+        self.out_subdirs = out_subdirs
+        self.want_digests = want_digests
+        self.copy_psets = copy_psets  # in-process backends must not hand the user's own dict over
+        self.catch_interrupt = catch_interrupt  # in-process, Ctrl-C must interrupt, not fail a pset
+        self.sys_path = list(sys_path) if sys_path is not None else None
+        self.timed = timed  # a timeout is set: the slot also records when each pset started
+        if out_subdirs:
+            self.subdir_digits = max(1, len(str(out_subdirs - 1)))
+
+
+class SystemKwargs(dict):  # type: ignore[type-arg]
+    """system_kwargs handed to the worker. ``seed`` is computed on first access: hashing every pset
+    would cost more than a trivial pset itself, and most workers never ask for it."""
+
+    __slots__ = ("_pset", "_map_seed")
+
+    def __missing__(self, key: str) -> Any:
+        if key == "seed":
+            value = seed_for(self._map_seed, self._pset)
+            self["seed"] = value
+            return value
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        if key == "seed":
+            return self["seed"]
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key == "seed" or super().__contains__(key)
+
+
+class Slot:
+    """A shared 2-double slot the driver reads: which pset this worker runs now and since when.
+
+    It lets the driver blame exactly one pset when a worker dies, and enforce per-pset timeouts,
+    without a message per pset. ``position`` is -1 when idle, -2 while sending results.
+    """
+
+    IDLE, SENDING = -1.0, -2.0
+
+    def __init__(self, view: memoryview | None, timed: bool = True) -> None:
+        self.view = view
+        self.timed = timed
+
+    def mark(self, position: int) -> None:
+        if self.view is not None:
+            if self.timed:
+                self.view[1] = time.monotonic()
+            self.view[0] = float(position)
+
+    def set(self, state: float) -> None:
+        if self.view is not None:
+            self.view[0] = state
+
+
+NO_SLOT = Slot(None)
+
+
+def _describe_bad_return(ret: Any) -> str:
+    text = repr(ret)
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return repr(TypeError(f"worker returned {type(ret).__name__}, not a dict or None: {text}"))
+
+
+def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[str, Any]], attempt: int,
+              slot: Slot = NO_SLOT) -> GroupResult:
+    """Run ctx.func on each pset of one group; never raises for a pset's failure."""
+    perf, cpu = time.perf_counter, time.process_time
+    func, user_kwargs = ctx.func, ctx.user_kwargs
+    base = {"name": ctx.name, "backend": ctx.backend, "attempt": attempt}
+    if ctx.chdir:
+        base["chdir"] = ctx.chdir
+    ran: list[int] = []
+    wall: list[float] = []
+    iowait: list[float] = []
+    ok: list[int] = []
+    columns: dict[str, list[Any]] = {}
+    absent: dict[str, list[int]] = {}
+    failures: list[tuple[int, str, str, str]] = []
+    raw: dict[str, list[float]] = {}
+    digests: list[str] | None = [] if ctx.want_digests else None
+    catch: type[BaseException] | tuple[type[BaseException], ...] = (
+        BaseException if ctx.catch_interrupt else (Exception, SystemExit))
+    n_ok = 0
+    for position, pset in zip(positions, psets):
+        slot.mark(position)
+        if ctx.copy_psets:
+            pset = dict(pset)
+        if digests is not None:
+            digests.append(pset_hash(pset))
+        raw_stats: dict[str, list[float]] = {}
+        system_kwargs = SystemKwargs(base)
+        system_kwargs._pset = pset
+        system_kwargs._map_seed = ctx.seed
+        system_kwargs["pset_index"] = position
+        system_kwargs["raw_stats"] = raw_stats
+        if ctx.out_subdirs:
+            system_kwargs["out_subdir"] = f"ps{position % ctx.out_subdirs:0{ctx.subdir_digits}d}"
+        t0, c0 = perf(), cpu()
+        try:
+            ret = func(pset, system_kwargs, user_kwargs)
+            status = None
+        except catch as exc:
+            status = "exception" if isinstance(exc, Exception) else "crashed"
+            failure = (position, status, repr(exc), traceback.format_exc())
+        t1, c1 = perf(), cpu()
+        ran.append(position)
+        wall.append(t1 - t0)
+        io = (t1 - t0) - (c1 - c0)
+        iowait.append(io if io > 0.0 else 0.0)
+        if raw_stats:
+            for key, values in raw_stats.items():
+                raw.setdefault(key, []).extend(values if isinstance(values, list) else [values])
+        if status is None and ret is not None and not isinstance(ret, dict):
+            status = "exception"
+            failure = (position, status, _describe_bad_return(ret), "")
+        if status is not None:
+            failures.append(failure)
+            continue
+        ok.append(position)
+        if ret:
+            for key, value in ret.items():
+                column = columns.get(key)
+                if column is None:
+                    columns[key] = column = [None] * n_ok
+                    if n_ok:
+                        absent[key] = list(range(n_ok))
+                column.append(value)
+            if len(ret) != len(columns):
+                _pad(columns, absent, n_ok)
+        elif columns:
+            _pad(columns, absent, n_ok)
+        n_ok += 1
+    slot.set(Slot.IDLE)
+    return GroupResult(ran, wall, iowait, ok, columns, absent, failures, raw, digests)
+
+
+def _pad(columns: dict[str, list[Any]], absent: dict[str, list[int]], n_ok: int) -> None:
+    for key, column in columns.items():
+        if len(column) == n_ok:
+            column.append(None)
+            absent.setdefault(key, []).append(n_ok)
+
+
+def scrub_unpicklable(result: GroupResult, error: BaseException) -> GroupResult:
+    """Turn the rows whose values cannot be pickled into failures, so the rest still travels."""
+    bad_rows: set[int] = set()
+    for column in result.columns.values():
+        try:
+            pickle.dumps(column, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            for i, value in enumerate(column):
+                try:
+                    pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception:
+                    bad_rows.add(i)
+    if not bad_rows:  # not a result value: something else is wrong; fail every row rather than hang
+        bad_rows = set(range(len(result.ok)))
+    keep = [i for i in range(len(result.ok)) if i not in bad_rows]
+    failures = list(result.failures)
+    for i in sorted(bad_rows):
+        message = repr(TypeError(f"the worker's result could not be pickled to send it back: {error!r}"))
+        failures.append((result.ok[i], "exception", message, ""))
+    columns = {k: [v[i] for i in keep] for k, v in result.columns.items()}
+    remap = {old: new for new, old in enumerate(keep)}
+    absent = {k: [remap[i] for i in v if i in remap] for k, v in result.absent.items()}
+    return result._replace(ok=[result.ok[i] for i in keep], columns=columns,
+                           absent={k: v for k, v in absent.items() if v}, failures=failures)
+
+
+def load_context(blob: bytes) -> MapContext:
+    ctx = pickle.loads(blob)
+    assert isinstance(ctx, MapContext)
+    if ctx.sys_path is not None:
+        for entry in reversed(ctx.sys_path):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+    if ctx.chdir:
+        os.chdir(ctx.chdir)
+    return ctx
+
+
+def serve(conn: Any, slot: Slot, home: str) -> None:
+    """A worker's life: receive setups and groups, send back results, until told to stop or EOF.
+
+    Messages in: ('setup', map_id, blob), ('run', task_id, map_id, positions, psets, attempt),
+    ('exit',). Messages out: ('hello', pid), ('done', task_id, GroupResult),
+    ('setup_error', map_id, repr, traceback).
+    """
+    contexts: dict[int, MapContext] = {}
+    conn.send(("hello", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = msg[0]
+        if kind == "run":
+            _, task_id, map_id, positions, psets, attempt = msg
+            ctx = contexts.get(map_id)
+            if ctx is None:  # its setup failed: the driver has been told and abandons the map
+                continue
+            result = run_group(ctx, positions, psets, attempt, slot)
+            slot.set(Slot.SENDING)
+            try:
+                conn.send(("done", task_id, result))
+            except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
+                conn.send(("done", task_id, scrub_unpicklable(result, exc)))
+            slot.set(Slot.IDLE)
+        elif kind == "setup":
+            _, map_id, blob = msg
+            contexts.clear()  # one map at a time: drop the previous function and its kwargs
+            os.chdir(home)
+            try:
+                contexts[map_id] = ctx = load_context(blob)
+                slot.timed = ctx.timed
+            except BaseException as exc:
+                conn.send(("setup_error", map_id, repr(exc), traceback.format_exc()))
+        elif kind == "exit":
+            return

@@ -1,0 +1,31 @@
+"""Backends by name, the optional ones loaded lazily with an install hint (as joblib does)."""
+
+from __future__ import annotations
+
+import importlib
+
+from .._config import Settings
+from ..exceptions import BackendNotInstalled
+from .base import Backend
+
+# name -> (module, class, the engine's import name, the extra that installs it)
+REGISTRY: dict[str, tuple[str, str, str | None, str | None]] = {
+    "multiprocessing": (".multiprocessing", "MultiprocessingBackend", None, None),
+    "serial": (".serial", "SerialBackend", None, None),
+    "ray": (".ray", "RayBackend", "ray", "ray"),
+    "dask": (".dask", "DaskBackend", "distributed", "dask"),
+}
+
+
+def create(settings: Settings) -> Backend:
+    module_name, class_name, engine, extra = REGISTRY[settings.backend]
+    if engine is not None:
+        try:
+            importlib.import_module(engine)
+        except ImportError as exc:
+            raise BackendNotInstalled(
+                f"the {settings.backend} backend needs {engine}, which is not installed: "
+                f"pip install 'paramsurvey[{extra}]'") from exc
+    module = importlib.import_module(module_name, __name__)
+    cls: type[Backend] = getattr(module, class_name)
+    return cls(settings)

@@ -1,0 +1,117 @@
+"""The small contract every backend keeps (cf. concurrent.futures' Executor).
+
+The engine owns the survey: which psets run, in which groups, retries, results, journal, progress.
+A backend only runs groups: it is started once, told about each map's function, handed groups
+while it has free slots, and polled for outcomes. It knows nothing about DataFrames.
+
+    start() -> begin_map(ctx) -> [submit(task) while free_slots()] / poll(timeout) -> end_map()
+                                  ... -> cancel() on Ctrl-C ... -> shutdown()
+
+Outcomes are data: a finished group (``GroupDone``), or one pset that took its worker down
+(``PsetLost``: crashed or timed out). Psets a dead worker had not finished are the backend's to run
+again; the engine never sees them twice.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .._config import Settings
+from .._worker import GroupResult, MapContext
+
+# Capability flags: what a backend can promise (the contract tests read them).
+TIMEOUT = "timeout"                        # stops one pset past its timeout, records 'timeout'
+CRASH_ISOLATION = "crash_isolation"        # a dying worker costs only the pset it ran
+MAX_TASKS_PER_CHILD = "max_tasks_per_child"
+IN_PROCESS = "in_process"                  # runs in the driver: Ctrl-C interrupts the worker itself
+
+
+@dataclass
+class Task:
+    """One group of psets, sent to one worker as one message."""
+
+    task_id: int
+    positions: list[int]
+    psets: list[dict[str, Any]]
+    attempt: int = 0
+    resources: Any = None  # backend-specific per-pset options shared by the whole group
+
+
+@dataclass
+class GroupDone:
+    task: Task
+    result: GroupResult
+
+
+@dataclass
+class PsetLost:
+    """One pset that killed its worker or ran past its timeout."""
+
+    position: int
+    pset: dict[str, Any]
+    attempt: int
+    status: str  # 'crashed' or 'timeout'
+    message: str
+
+
+Outcome = GroupDone | PsetLost
+
+
+class Backend(abc.ABC):
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    # A group should run about this long: long enough that per-task overhead fades (ENGINES.md),
+    # short enough that progress moves and a crash re-runs little.
+    target_group_seconds: ClassVar[float] = 0.2
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @abc.abstractmethod
+    def start(self) -> None: ...
+
+    def update_settings(self, settings: Settings) -> None:
+        """init() called again with the same backend: take the new settings."""
+        self.settings = settings
+
+    @abc.abstractmethod
+    def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+        """Ship the map's function and options to the workers; raise if they cannot load it."""
+
+    @abc.abstractmethod
+    def free_slots(self) -> int:
+        """How many more groups the backend wants now (to keep every worker busy, no more)."""
+
+    def worker_count(self) -> int:
+        return max(1, self.core_count())
+
+    @abc.abstractmethod
+    def submit(self, task: Task) -> None: ...
+
+    @abc.abstractmethod
+    def poll(self, timeout: float | None) -> Sequence[Outcome]:
+        """Wait up to timeout seconds (None: until something happens) for outcomes."""
+
+    @abc.abstractmethod
+    def busy(self) -> bool:
+        """Is any group still submitted and not yet reported?"""
+
+    def end_map(self) -> None:
+        """The map is over (normally or not)."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Stop every running group now (Ctrl-C); the backend stays usable for the next map."""
+
+    @abc.abstractmethod
+    def shutdown(self) -> None:
+        """Stop everything this backend started. Safe to call twice."""
+
+    @abc.abstractmethod
+    def core_count(self) -> int: ...
+
+    @abc.abstractmethod
+    def resources(self) -> list[dict[str, Any]]: ...
