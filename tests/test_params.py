@@ -66,8 +66,8 @@ def test_product_argument_forms_agree_and_last_varies_fastest():
     forms = [
         product({"col1": [1, 2], "col2": [3, 4], "col3": [5, 6]}),
         product({"col1": [1, 2]}, {"col2": [3, 4]}, {"col3": [5, 6]}),
-        product(pd.DataFrame({"col1": [1, 2]}), pd.DataFrame({"col2": [3, 4]}), pd.DataFrame({"col3": [5, 6]})),
-        product(pd.Series([1, 2], name="col1"), pd.Series([3, 4], name="col2"), pd.Series([5, 6], name="col3")),
+        product(*(pd.DataFrame({f"col{i}": [2 * i - 1, 2 * i]}) for i in (1, 2, 3))),
+        product(*(pd.Series([2 * i - 1, 2 * i], name=f"col{i}") for i in (1, 2, 3))),
         product(product({"col1": [1, 2]}, {"col2": [3, 4]}), {"col3": [5, 6]}),
         product({"col1": range(1, 3), "col2": (3, 4), "col3": np.array([5, 6])}),
         product({"col1": pd.Index([1, 2]), "col2": pd.Series([3, 4], index=[9, 7]), "col3": iter([5, 6])}),
@@ -338,15 +338,14 @@ def test_repeat_errors():
 
 @pytest.mark.parametrize("method", ["random", "lhs", "sobol"])
 def test_sample_values_in_bounds_and_typed(method):
-    df = sample(64, seed=3, method=method, x=uniform(-1, 1), y=loguniform(1e-3, 10.0),
-                k=integers(2, 5), c=choice(["a", "b", "c"]))
+    factors = dict(x=uniform(-1, 1), y=loguniform(1e-3, 10.0), k=integers(2, 5), c=choice(["a", "b", "c"]))
+    df = sample(64, seed=3, method=method, **factors)
     assert list(df.columns) == ["x", "y", "k", "c"]
     assert df["x"].between(-1, 1, inclusive="left").all()
     assert df["y"].between(1e-3, 10.0, inclusive="left").all()
     assert df["k"].dtype == np.int64 and set(df["k"]) <= {2, 3, 4}
     assert set(df["c"]) <= {"a", "b", "c"}
-    pd.testing.assert_frame_equal(df, sample(64, seed=3, method=method, x=uniform(-1, 1), y=loguniform(1e-3, 10.0),
-                                             k=integers(2, 5), c=choice(["a", "b", "c"])))
+    pd.testing.assert_frame_equal(df, sample(64, seed=3, method=method, **factors))
 
 
 def test_sample_seed_changes_values():

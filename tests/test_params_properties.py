@@ -128,11 +128,12 @@ COLUMN_KINDS = {
 @given(st.lists(st.tuples(st.integers(0, 4), st.sets(st.sampled_from(sorted(COLUMN_KINDS)))),
                 min_size=1, max_size=4), st.data())
 def test_concat_dtypes_are_faithful(shapes, data):
-    frames = []
-    for n, cols in shapes:
-        frames.append(pd.DataFrame({c: pd.Series(data.draw(st.lists(COLUMN_KINDS[c][0], min_size=n, max_size=n)),
-                                                 dtype=COLUMN_KINDS[c][1]) for c in sorted(cols)},
-                                   index=pd.RangeIndex(n)))
+    def column(kind, n):
+        values, dtype = COLUMN_KINDS[kind][:2]
+        return pd.Series(data.draw(st.lists(values, min_size=n, max_size=n)), dtype=dtype)
+
+    frames = [pd.DataFrame({c: column(c, n) for c in sorted(cols)}, index=pd.RangeIndex(n))
+              for n, cols in shapes]
     df = concat(*frames)
     assert len(df) == sum(n for n, _ in shapes)
     start = 0

@@ -1,17 +1,15 @@
 """Build parameter sets (psets) for ``paramsurvey.map``.
 
-Every builder returns a pandas DataFrame with a fresh RangeIndex: usable as psets, and as an
-argument of ``product``, so builders compose (a product of a zip and a sample, a concat of stars...).
+Every builder returns a pandas DataFrame with a fresh RangeIndex, usable as psets and as an
+argument of ``product``, so builders compose: a product of a zip and a sample, a concat of stars.
 
 ``product`` never loops over rows in Python. Each factor is factorized once into small integer
-codes, and the column of the product is those codes spread with ``np.repeat`` (this factor repeats
-for every combination of the factors after it) and ``np.tile`` (the whole block repeats for every
-combination of the factors before it)::
+codes; its column in the product is those codes spread by index arithmetic::
 
-    factor sizes s0, s1, s2  ->  N = s0*s1*s2 rows
-    column k = tile(repeat(codes_k, s_{k+1}*...), s0*...*s_{k-1})   # the last factor varies fastest
+    factor sizes s0, s1, ..., sK  ->  N = s0*s1*...*sK rows
+    column k = tile(repeat(codes_k, s{k+1}*...*sK), s0*...*s{k-1})   # the last factor varies fastest
 
-so 100 million rows of four 100-value factors cost about 400 MB of int8 codes.
+so 100 million rows of four 100-value factors take 400 MB of int8 codes.
 """
 
 from __future__ import annotations
@@ -26,36 +24,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "Distribution",
-    "add_column",
-    "choice",
-    "concat",
-    "describe",
-    "integers",
-    "loguniform",
-    "product",
-    "repeat",
-    "sample",
-    "star",
-    "uniform",
-    "zip",
-]
+__all__ = ["Distribution", "add_column", "choice", "concat", "describe", "integers", "loguniform", "product",
+           "repeat", "sample", "star", "uniform", "zip"]
 
-# add_column hands func native Python values; converting a block of rows at a time bounds the
-# temporary lists to a few MB instead of a copy of the whole frame as Python objects
+# add_column gives func native Python values; converting a block of rows at a time bounds the
+# temporary Python objects to a few MB instead of a copy of the whole frame
 _ROW_BLOCK = 65536
 
-# object columns whose values are all of one of these kinds can be categorized safely; for mixed
-# ones (1 and True, 1 and 1.0, tuples of those) hashing merges equal-comparing values of different
-# types and the category would silently change a pset
+# Object columns are categorized only when all values are of one kind: a hash table merges equal
+# values of different types (1, True and 1.0), and a category would silently change a pset.
 _SAFE_OBJECT_KINDS = {"string", "bytes", "integer", "floating", "boolean", "decimal", "date", "datetime"}
 
 _METHODS = ("random", "lhs", "sobol")
 
 
 class _BadArgument(TypeError, ValueError):
-    """An argument of the wrong type: a TypeError, and a ValueError as the original 0.4.x raised."""
+    """A TypeError, and also the ValueError that paramsurvey 0.4.x raised for a bad argument."""
 
 
 def _as_df(arg: Any, who: str) -> pd.DataFrame | None:
@@ -63,24 +47,24 @@ def _as_df(arg: Any, who: str) -> pd.DataFrame | None:
     if isinstance(arg, pd.DataFrame):
         return arg
     to_df = getattr(arg, "to_df", None)
-    if callable(to_df):
-        df = to_df()
-        if not isinstance(df, pd.DataFrame):
-            raise _BadArgument(f"{who}: {type(arg).__name__}.to_df() returned {type(df).__name__}")
-        return df
-    return None
+    if not callable(to_df):
+        return None
+    df = to_df()
+    if not isinstance(df, pd.DataFrame):
+        raise _BadArgument(f"{who}: {type(arg).__name__}.to_df() returned a {type(df).__name__}")
+    return df
 
 
 def _series_from_values(values: list[Any], name: Hashable = None) -> pd.Series:
-    """pandas' inference, except that ints or bools with None stay nullable ints/bools, not floats."""
+    """pandas' inference, except that ints or bools with None become Int64/boolean, not float/object."""
     s = pd.Series(values, name=name)
-    if s.hasnans and pd.api.types.infer_dtype(values, skipna=True) in ("integer", "boolean"):
-        if any(v is None or v is pd.NA for v in values):
-            integer = pd.api.types.infer_dtype(values, skipna=True) == "integer"
-            try:
-                return pd.Series(values, dtype=pd.Int64Dtype() if integer else pd.BooleanDtype(), name=name)
-            except (TypeError, ValueError, OverflowError):  # e.g. ints beyond int64
-                pass
+    kind = pd.api.types.infer_dtype(values, skipna=True) if s.hasnans else ""
+    if kind in ("integer", "boolean") and any(v is None or v is pd.NA for v in values):
+        nullable = pd.Int64Dtype() if kind == "integer" else pd.BooleanDtype()
+        try:
+            return pd.Series(values, dtype=nullable, name=name)
+        except (TypeError, ValueError, OverflowError):  # e.g. ints beyond int64
+            pass
     return s
 
 
@@ -92,26 +76,28 @@ def _is_single(value: Any) -> bool:
 
 
 def _values(key: Hashable, value: Any) -> pd.Series:
-    """The values of one factor of a dict, as a Series with a RangeIndex."""
+    """The values of one factor of a dict, as a Series named `key` with a RangeIndex."""
     if isinstance(value, (set, frozenset, Mapping)):
         raise _BadArgument(f"factor {key!r}: a {type(value).__name__} has no order; pass a list")
-    if isinstance(value, pd.Series):
-        s = value.reset_index(drop=True)
-        s.name = key
-        return s
-    if isinstance(value, pd.Index):
-        return pd.Series(value, name=key)
     if isinstance(value, np.ndarray):
         if value.ndim > 1:
             raise ValueError(f"factor {key!r}: a {value.ndim}-dimensional array; pass a 1-d one")
         return pd.Series(value.reshape(-1), name=key)
-    if _is_single(value):
-        value = [value]
-    return _series_from_values(list(value), key)
+    if isinstance(value, (pd.Series, pd.Index)):
+        return pd.Series(value.to_numpy() if isinstance(value, pd.Index) else value.array, name=key)
+    return _series_from_values([value] if _is_single(value) else list(value), key)
+
+
+def _check_unique(keys: Iterable[Hashable], who: str) -> None:
+    seen: set[Hashable] = set()
+    for key in keys:
+        if key in seen:
+            raise ValueError(f"{who}: key {key!r} appears more than once")
+        seen.add(key)
 
 
 def _factors(args: Sequence[Any], who: str) -> list[pd.DataFrame]:
-    """Split arguments into factors: one DataFrame each, whose rows stay together."""
+    """The arguments as factors: one DataFrame each, whose rows stay together."""
     factors: list[pd.DataFrame] = []
     for arg in args:
         df = _as_df(arg, who)
@@ -130,43 +116,22 @@ def _factors(args: Sequence[Any], who: str) -> list[pd.DataFrame]:
     return factors
 
 
-def _check_unique(keys: Iterable[Hashable], who: str) -> None:
-    seen: set[Hashable] = set()
-    for key in keys:
-        if key in seen:
-            raise ValueError(f"{who}: key {key!r} appears more than once")
-        seen.add(key)
-
-
-def _code_dtype(n_categories: int) -> type[np.signedinteger[Any]]:
-    """The smallest code type, as pandas picks it, so codes are not copied to narrow them later."""
-    for dtype in (np.int8, np.int16, np.int32):
-        if n_categories < np.iinfo(dtype).max:
-            return dtype
-    return np.int64
-
-
-def _categorizable(s: pd.Series) -> bool:
-    if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype.kind == "c":
-        return False
-    if s.dtype == object:
-        return pd.api.types.infer_dtype(s, skipna=True) in _SAFE_OBJECT_KINDS
-    return True
-
-
 def _factorize(s: pd.Series) -> tuple[np.ndarray, pd.Index] | None:
-    """Codes (narrowed) and categories of s, or None if its values cannot be categories."""
-    if not _categorizable(s):
+    """Codes, in the smallest dtype (as pandas would store them), and categories; None if unsafe."""
+    if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype.kind == "c":
+        return None
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) not in _SAFE_OBJECT_KINDS:
         return None
     try:
         codes, uniques = pd.factorize(s)
     except TypeError:  # unhashable values, e.g. lists
         return None
-    return codes.astype(_code_dtype(len(uniques))), pd.Index(uniques)
+    narrow = next(t for t in (np.int8, np.int16, np.int32, np.int64) if len(uniques) < np.iinfo(t).max)
+    return codes.astype(narrow), pd.Index(uniques)
 
 
 def _spread(col: pd.Series, n_rows: int, inner: int, outer: int, infer: bool) -> Any:
-    """Column `col` of one factor, repeated `inner` times per value and tiled `outer` times."""
+    """Column `col` of a factor: each value repeated `inner` times, the whole tiled `outer` times."""
 
     def spread(a: np.ndarray) -> np.ndarray:
         return np.tile(np.repeat(a, inner), outer)
@@ -176,7 +141,7 @@ def _spread(col: pd.Series, n_rows: int, inner: int, outer: int, infer: bool) ->
     factorized = _factorize(col) if infer and len(col) else None
     if factorized is not None:
         codes, uniques = factorized
-        # the memory the plain column would take, against codes plus one copy of each value
+        # estimated without building the plain column, which might not fit in memory
         plain = col.memory_usage(index=False, deep=True) * inner * outer
         if n_rows * codes.itemsize + uniques.memory_usage(deep=True) < plain:
             return pd.Categorical.from_codes(spread(codes), categories=uniques)
@@ -188,28 +153,19 @@ def _spread(col: pd.Series, n_rows: int, inner: int, outer: int, infer: bool) ->
 def product(*args: Any, infer_category: bool = True) -> pd.DataFrame:
     """The cartesian product of factors, the last varying fastest (like ``itertools.product``).
 
+    A row per combination, with a fresh RangeIndex. An empty factor gives no rows (the columns are
+    kept); no factor at all an empty DataFrame. A key given twice is a ValueError naming it; an
+    argument of another type a TypeError (also a ValueError, as paramsurvey 0.4 raised).
+
     Parameters
     ----------
-    *args : dict, Series, DataFrame, or an object with ``to_df()`` (e.g. MapResults)
-        In a dict, each key is a factor, in dict order; its value is a list, tuple, range, array or
-        Series of values, or a scalar or string standing for one value. A Series is one factor
-        named after it. The rows of a DataFrame stay together: it is one factor of many columns.
+    *args : dict, named Series, DataFrame, or an object with ``to_df()`` (MapResults)
+        In a dict each key is a factor, in dict order; its value is a list, tuple, range, array,
+        Series or iterator of values, or a scalar or string standing for one value. The rows of a
+        DataFrame stay together: it is one factor of several columns.
     infer_category : bool
         Store a column as a pandas categorical when that takes less memory (repeated values).
-        Categorical inputs stay categorical either way.
-
-    Returns
-    -------
-    DataFrame
-        One row per combination, a column per key, a fresh RangeIndex. An empty factor gives an
-        empty DataFrame with all the columns; no factor at all gives an empty DataFrame.
-
-    Raises
-    ------
-    ValueError
-        A key given twice, or an unnamed Series.
-    TypeError
-        An argument that is none of the above (also a ValueError, as in paramsurvey 0.4).
+        A categorical input stays categorical either way.
 
     Examples
     --------
@@ -221,43 +177,33 @@ def product(*args: Any, infer_category: bool = True) -> pd.DataFrame:
     3  2  y  0
     """
     factors = _factors(args, "product")
-    if not factors:
-        return pd.DataFrame(index=pd.RangeIndex(0))
     sizes = [len(f) for f in factors]
-    n_rows = math.prod(sizes)
+    n_rows = math.prod(sizes) if factors else 0
     columns: dict[Hashable, Any] = {}
     for k, factor in enumerate(factors):
-        inner = math.prod(sizes[k + 1:])  # rows spanned by one value: the later factors' combinations
-        outer = math.prod(sizes[:k])
+        inner, outer = math.prod(sizes[k + 1:]), math.prod(sizes[:k])
         for name in factor.columns:
             columns[name] = _spread(factor[name], n_rows, inner, outer, infer_category)
-    # copy=False: the spread arrays are fresh; copying them would double the peak memory
+    # copy=False: the spread arrays are fresh, and a copy would double the peak memory
     return pd.DataFrame(columns, index=pd.RangeIndex(n_rows), copy=False)
 
 
 def _infer_category(s: pd.Series) -> pd.Series:
-    """s as a categorical if that takes less memory, as the original 0.4.x did."""
+    """s as a categorical if that takes less memory, as paramsurvey 0.4 did."""
     factorized = _factorize(s)
     if factorized is None:
         return s
-    codes, uniques = factorized
-    c = pd.Series(pd.Categorical.from_codes(codes, categories=uniques), index=s.index, name=s.name)
-    if c.memory_usage(index=False, deep=True) < s.memory_usage(index=False, deep=True):
-        return c
-    return s
+    c = pd.Series(pd.Categorical.from_codes(*factorized), index=s.index, name=s.name)
+    return c if c.memory_usage(index=False, deep=True) < s.memory_usage(index=False, deep=True) else s
 
 
 def add_column(df: pd.DataFrame, name: Hashable, func: Callable[[dict[Hashable, Any]], Any],
                infer_category: bool = True) -> pd.DataFrame:
     """A copy of `df` with a column `name` holding ``func(row)`` for each row.
 
-    `row` is a dict of the row's native Python values (ints, floats, strs; no numpy scalars).
-    Ints with missing values become a nullable ``Int64`` column, never floats.
-
-    Raises
-    ------
-    ValueError
-        `df` already has a column `name`.
+    `row` is a dict of the row's native Python values (int, float, str: no numpy scalars). Ints
+    or bools with some None results give a nullable ``Int64``/``boolean`` column, never float.
+    A column name already in `df` is a ValueError.
 
     Examples
     --------
@@ -275,8 +221,7 @@ def add_column(df: pd.DataFrame, name: Hashable, func: Callable[[dict[Hashable, 
     values: list[Any] = []
     for start in range(0, len(df), _ROW_BLOCK):
         block = df.iloc[start:start + _ROW_BLOCK]
-        # Series.tolist() gives native Python scalars, categoricals included
-        cols = [block[c].tolist() for c in names]
+        cols = [block[c].tolist() for c in names]  # tolist() gives native scalars, categoricals too
         values.extend(func(dict(builtins.zip(names, row))) for row in builtins.zip(*cols))
     s = _series_from_values(values, name)
     s.index = df.index
@@ -286,18 +231,11 @@ def add_column(df: pd.DataFrame, name: Hashable, func: Callable[[dict[Hashable, 
 
 
 def zip(*args: Any) -> pd.DataFrame:
-    """Paired factors: row i holds the i-th value of every factor.
+    """Paired factors: row i holds the i-th value of each.
 
-    Parameters
-    ----------
-    *args : dict of lists, Series, DataFrame, or an object with ``to_df()``
-        All lists, Series and DataFrames must have the same length. A scalar or string in a dict
-        is one value, repeated on every row.
-
-    Raises
-    ------
-    ValueError
-        Unequal lengths (the message names each factor's length), or a key given twice.
+    The arguments (dicts of lists, named Series, DataFrames, objects with ``to_df()``) must all
+    have the same length; a scalar or string in a dict is repeated on every row. Unequal lengths
+    are a ValueError naming each factor's length.
 
     Examples
     --------
@@ -311,61 +249,50 @@ def zip(*args: Any) -> pd.DataFrame:
     singles: dict[Hashable, Any] = {}
     keys: list[Hashable] = []
     for arg in args:
-        if isinstance(arg, Mapping):
-            for key, value in arg.items():
-                keys.append(key)
-                if _is_single(value) and not isinstance(value, np.ndarray):
-                    singles[key] = value
-                else:
-                    columns[key] = _values(key, value)
-        else:
-            for factor in _factors([arg], "zip"):
-                keys.extend(factor.columns)
-                columns.update((c, factor[c]) for c in factor.columns)
+        frames = [] if isinstance(arg, Mapping) else _factors([arg], "zip")
+        for key, value in arg.items() if isinstance(arg, Mapping) else [(c, f[c]) for f in frames for c in f]:
+            keys.append(key)
+            if _is_single(value):
+                singles[key] = value.item() if isinstance(value, np.ndarray) else value
+            else:
+                columns[key] = _values(key, value)
     _check_unique(keys, "zip")
     lengths = {k: len(s) for k, s in columns.items()}
     if len(set(lengths.values())) > 1:
-        named = ", ".join(f"{k}={n}" for k, n in lengths.items())
-        raise ValueError(f"zip: unequal lengths: {named}")
-    n = next(iter(lengths.values())) if lengths else (1 if singles else 0)
-    for key, value in singles.items():
-        columns[key] = _series_from_values([value] * n, key)
-    ordered = {k: columns[k] for k in keys}
-    return pd.DataFrame(ordered, index=pd.RangeIndex(n))
+        raise ValueError("zip: unequal lengths: " + ", ".join(f"{k}={n}" for k, n in lengths.items()))
+    n = next(iter(lengths.values())) if lengths else int(bool(singles))
+    columns.update((k, _series_from_values([v] * n, k)) for k, v in singles.items())
+    return pd.DataFrame({k: columns[k] for k in keys}, index=pd.RangeIndex(n))
 
 
 def _as_frame(psets: Any, who: str) -> pd.DataFrame:
-    """Psets in any form ``map`` accepts, as a DataFrame with a RangeIndex."""
+    """Psets in any form ``map`` takes (DataFrame, dict of lists, dicts), as a DataFrame."""
     df = _as_df(psets, who)
     if df is not None:
         return df.reset_index(drop=True)
-    if isinstance(psets, pd.Series):
-        return psets.reset_index(drop=True).to_frame()
     if isinstance(psets, Mapping):
-        return zip(psets)  # a dict of equal-length lists, as map() takes it
-    if isinstance(psets, (str, bytes)) or not isinstance(psets, Iterable):
+        return zip(psets)
+    if isinstance(psets, (str, bytes, pd.Series)) or not isinstance(psets, Iterable):
         raise _BadArgument(f"{who}: invalid psets of type {type(psets).__name__}")
     records = list(psets)
     for r in records:
         if not isinstance(r, Mapping):
-            raise _BadArgument(f"{who}: a pset must be a dict, not {type(r).__name__}")
-    keys = list(dict.fromkeys(k for r in records for k in r))
+            raise _BadArgument(f"{who}: a pset must be a dict, not a {type(r).__name__}")
+    keys = dict.fromkeys(k for r in records for k in r)
     return pd.DataFrame({k: _series_from_values([r.get(k) for r in records], k) for k in keys},
                         index=pd.RangeIndex(len(records)))
 
 
 def _nullable(s: pd.Series) -> pd.Series:
-    """s in a dtype that can hold a missing value without changing its other values."""
+    """s in a dtype that holds a missing value without changing the others (not int -> float)."""
     if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iu":
         name = f"{'U' if s.dtype.kind == 'u' else ''}Int{8 * s.dtype.itemsize}"
         return s.astype(pd.api.types.pandas_dtype(name))
-    if isinstance(s.dtype, np.dtype) and s.dtype.kind == "b":
-        return s.astype("boolean")
-    return s
+    return s.astype("boolean") if s.dtype == bool else s
 
 
 def _decategorize(s: pd.Series) -> pd.Series:
-    """A categorical as its categories' dtype: frames with different categories concat faithfully."""
+    """A categorical as its categories' dtype, so frames with different categories concat faithfully."""
     if not isinstance(s.dtype, pd.CategoricalDtype):
         return s
     plain = pd.Series(s.cat.categories.take(np.asarray(s.cat.codes).clip(0)), name=s.name)
@@ -375,22 +302,40 @@ def _decategorize(s: pd.Series) -> pd.Series:
     return plain
 
 
+def _concat_column(dfs: list[pd.DataFrame], name: Hashable, offsets: np.ndarray, infer: bool) -> pd.Series:
+    present = [i for i, df in enumerate(dfs) if name in df.columns]
+    pieces = [_decategorize(dfs[i][name]) for i in present]
+    # empty pieces must not decide the dtype (pandas warns about them): leave them out
+    joined = pd.concat([p for p in pieces if len(p)] or pieces[:1], ignore_index=True)
+    positions = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in present])
+    total = int(offsets[-1])
+    if len(positions) < total:
+        joined = _nullable(joined)
+        joined.index = pd.Index(positions)
+        joined = joined.reindex(pd.RangeIndex(total))
+        if joined.dtype == object:  # None, not a NaN that a worker would find truthy
+            gaps = np.ones(total, dtype=bool)
+            gaps[positions] = False
+            joined[gaps] = None
+    joined.name = name
+    if infer and any(isinstance(dfs[i][name].dtype, pd.CategoricalDtype) for i in present):
+        joined = _infer_category(joined)
+    return joined
+
+
 def concat(*frames: Any, infer_category: bool = True) -> pd.DataFrame:
     """Sweeps one after another: the rows of each frame in turn, the columns united.
+
+    The columns come in order of first appearance. Where a frame lacks a column its rows have a
+    missing value, in a dtype that keeps the others faithful: ints become nullable ``Int64``, bools
+    ``boolean``; floats get NaN and object columns None.
 
     Parameters
     ----------
     *frames : DataFrame, object with ``to_df()``, list of dicts, or dict of lists
-        A single list or tuple of these is taken as the frames.
+        A single list or tuple of frames is taken as the frames, as ``pd.concat`` does.
     infer_category : bool
-        Keep a column categorical (if any input had it so) when that takes less memory.
-
-    Returns
-    -------
-    DataFrame
-        Columns in order of first appearance. A row whose frame lacks a column has a missing value
-        there, in a dtype that keeps the others faithful: ints become nullable ``Int64``, bools
-        ``boolean``, objects get ``None``, floats ``NaN``.
+        Keep a column categorical (if an input had it so) when that takes less memory.
 
     Examples
     --------
@@ -400,35 +345,16 @@ def concat(*frames: Any, infer_category: bool = True) -> pd.DataFrame:
     1  2  <NA>
     2  3  True
     """
-    if len(frames) == 1 and isinstance(frames[0], (list, tuple)) and frames[0] \
-            and all(not isinstance(f, Mapping) for f in frames[0]):
+    if len(frames) == 1 and isinstance(frames[0], (list, tuple)) \
+            and not any(isinstance(f, Mapping) for f in frames[0]):  # a list of dicts is one frame
         frames = tuple(frames[0])
     dfs = [_as_frame(f, "concat") for f in frames]
     for df in dfs:
         _check_unique(df.columns, "concat")
     offsets = np.cumsum([0] + [len(df) for df in dfs])
-    total = int(offsets[-1])
-    names = list(dict.fromkeys(c for df in dfs for c in df.columns))
-    out: dict[Hashable, pd.Series] = {}
-    for name in names:
-        present = [i for i, df in enumerate(dfs) if name in df.columns]
-        pieces = [_decategorize(dfs[i][name]) for i in present]
-        # pandas does not let empty pieces decide the dtype, and warns about them: leave them out
-        joined = pd.concat([p for p in pieces if len(p)] or pieces[:1], ignore_index=True)
-        positions = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in present])
-        if len(positions) < total:
-            joined = _nullable(joined)
-            joined.index = pd.Index(positions)
-            joined = joined.reindex(pd.RangeIndex(total))
-            if joined.dtype == object:
-                gaps = np.ones(total, dtype=bool)
-                gaps[positions] = False
-                joined[gaps] = None
-        joined.name = name
-        if infer_category and any(isinstance(dfs[i][name].dtype, pd.CategoricalDtype) for i in present):
-            joined = _infer_category(joined)
-        out[name] = joined
-    return pd.DataFrame(out, index=pd.RangeIndex(total))
+    names = dict.fromkeys(c for df in dfs for c in df.columns)
+    out = {name: _concat_column(dfs, name, offsets, infer_category) for name in names}
+    return pd.DataFrame(out, index=pd.RangeIndex(int(offsets[-1])))
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -441,14 +367,9 @@ def _same(a: Any, b: Any) -> bool:
 def star(base: Mapping[Hashable, Any], variations: Mapping[Hashable, Any]) -> pd.DataFrame:
     """A one-at-a-time sweep around a base point.
 
-    The order is: the base row first; then, for each factor of `variations` in dict order, one row
-    per value in the given order, with every other factor at its base value. A value equal to the
-    base value is skipped, so the base point appears exactly once.
-
-    Raises
-    ------
-    ValueError
-        A factor of `variations` that `base` lacks.
+    The rows are: the base point; then, for each factor of `variations` in dict order, its values
+    in the order given, each with every other factor at its base value. A value equal to the base
+    value is skipped, so the base point appears once. A factor missing from `base` is a ValueError.
 
     Examples
     --------
@@ -469,7 +390,7 @@ def star(base: Mapping[Hashable, Any], variations: Mapping[Hashable, Any]) -> pd
 
 
 def repeat(psets: Any, n: int, column: str = "repeat") -> pd.DataFrame:
-    """Each pset `n` times, with `column` counting 0..n-1; rows stay grouped pset by pset.
+    """Each pset `n` times, numbered 0..n-1 in `column`; the rows stay grouped pset by pset.
 
     Examples
     --------
@@ -491,131 +412,97 @@ def repeat(psets: Any, n: int, column: str = "repeat") -> pd.DataFrame:
     return out
 
 
+def _scaled(u: np.ndarray, k: int) -> np.ndarray:
+    """Uniform [0, 1) numbers as ints 0..k-1."""
+    return np.minimum(np.floor(u * k).astype(np.int64), k - 1)
+
+
 @dataclass(frozen=True)
 class Distribution:
-    """A factor of ``sample``: maps uniform numbers in [0, 1) to its values.
+    """A factor of ``sample``; build it with ``uniform``, ``loguniform``, ``integers`` or ``choice``.
 
-    Build one with ``uniform``, ``loguniform``, ``integers`` or ``choice``. The bounds are checked
-    by ``sample``, so its errors can name the factor.
+    Its bounds are checked by ``sample``, so that the error can name the factor.
     """
 
+    kind: str
+    low: Any = None
+    high: Any = None
+    values: tuple[Any, ...] = ()
+
     def _check(self, name: str) -> None:
-        raise NotImplementedError
+        low, high, what = self.low, self.high, f"sample: factor {name!r}: {self.kind}"
+        if self.kind == "choice":
+            if not self.values:
+                raise ValueError(f"{what} needs at least one value")
+            return
+        if self.kind == "integers" and not all(isinstance(b, (int, np.integer)) for b in (low, high)):
+            raise ValueError(f"{what} bounds must be ints, got {low!r}, {high!r}")
+        try:
+            finite = all(math.isfinite(b) for b in (low, high, high - low))
+        except TypeError:
+            finite = False
+        if not finite:
+            raise ValueError(f"{what} bounds must be finite numbers, got {low!r}, {high!r}")
+        if not low < high:
+            raise ValueError(f"{what} needs low < high, got {low!r}, {high!r}")
+        if self.kind == "loguniform" and low <= 0:
+            raise ValueError(f"{what} needs low > 0, got {low!r}")
 
     def _from_unit(self, u: np.ndarray) -> Any:
-        raise NotImplementedError
-
-
-def _check_bounds(name: str, low: Any, high: Any, kind: str) -> None:
-    if not (math.isfinite(low) and math.isfinite(high) and math.isfinite(high - low)):
-        raise ValueError(f"sample: factor {name!r}: {kind} bounds must be finite, got {low}, {high}")
-    if not low < high:
-        raise ValueError(f"sample: factor {name!r}: {kind} needs low < high, got {low}, {high}")
-
-
-@dataclass(frozen=True)
-class Uniform(Distribution):
-    low: float
-    high: float
-
-    def _check(self, name: str) -> None:
-        _check_bounds(name, self.low, self.high, "uniform")
-
-    def _from_unit(self, u: np.ndarray) -> np.ndarray:
-        # rounding of low + u*(high-low) can land on high itself; [low, high) is the promise
-        return np.minimum(self.low + u * (self.high - self.low), np.nextafter(self.high, -math.inf))
-
-
-@dataclass(frozen=True)
-class LogUniform(Distribution):
-    low: float
-    high: float
-
-    def _check(self, name: str) -> None:
-        _check_bounds(name, self.low, self.high, "loguniform")
-        if self.low <= 0:
-            raise ValueError(f"sample: factor {name!r}: loguniform needs low > 0, got {self.low}")
-
-    def _from_unit(self, u: np.ndarray) -> np.ndarray:
-        lo, hi = math.log(self.low), math.log(self.high)
-        return np.clip(np.exp(lo + u * (hi - lo)), self.low, np.nextafter(self.high, 0.0))
-
-
-@dataclass(frozen=True)
-class Integers(Distribution):
-    low: int
-    high: int
-
-    def _check(self, name: str) -> None:
-        for bound in (self.low, self.high):
-            if not isinstance(bound, (int, np.integer)) or isinstance(bound, bool):
-                raise ValueError(f"sample: factor {name!r}: integers bounds must be ints, got {bound!r}")
-        _check_bounds(name, self.low, self.high, "integers")
-
-    def _from_unit(self, u: np.ndarray) -> np.ndarray:
-        span = int(self.high) - int(self.low)
-        k = np.minimum(np.floor(u * span).astype(np.int64), span - 1)
-        return k + np.int64(self.low)
-
-
-@dataclass(frozen=True)
-class Choice(Distribution):
-    values: tuple[Any, ...]
-
-    def _check(self, name: str) -> None:
-        if not self.values:
-            raise ValueError(f"sample: factor {name!r}: choice needs at least one value")
-
-    def _from_unit(self, u: np.ndarray) -> pd.Series:
-        k = np.minimum(np.floor(u * len(self.values)).astype(np.int64), len(self.values) - 1)
-        return _series_from_values(list(self.values)).take(k).reset_index(drop=True)
+        if self.kind == "choice":
+            picks = _series_from_values(list(self.values)).take(_scaled(u, len(self.values)))
+            return picks.reset_index(drop=True)
+        if self.kind == "integers":
+            return _scaled(u, int(self.high) - int(self.low)) + np.int64(self.low)
+        if self.kind == "loguniform":
+            lo, hi = math.log(self.low), math.log(self.high)
+            x = np.exp(lo + u * (hi - lo))
+        else:
+            x = self.low + u * (self.high - self.low)
+        # rounding can land on high (or, through exp, just outside); the promise is [low, high)
+        return np.clip(x, self.low, np.nextafter(self.high, -math.inf))
 
 
 def uniform(low: float, high: float) -> Distribution:
     """Floats uniform in [low, high)."""
-    return Uniform(low, high)
+    return Distribution("uniform", low, high)
 
 
 def loguniform(low: float, high: float) -> Distribution:
-    """Floats in [low, high) whose logarithm is uniform; needs 0 < low."""
-    return LogUniform(low, high)
+    """Floats in [low, high) whose logarithm is uniform; 0 < low."""
+    return Distribution("loguniform", low, high)
 
 
 def integers(low: int, high: int) -> Distribution:
-    """Ints from low (inclusive) to high (exclusive), each equally likely."""
-    return Integers(low, high)
+    """Ints from low (included) to high (excluded), equally likely."""
+    return Distribution("integers", low, high)
 
 
 def choice(values: Iterable[Any]) -> Distribution:
-    """One of `values`, each equally likely."""
-    return Choice(tuple(values))
+    """One of `values`, equally likely."""
+    return Distribution("choice", values=tuple(values))
 
 
 def sample(n: int, /, seed: int | None = 0, method: str = "random", **factors: Distribution) -> pd.DataFrame:
-    """`n` psets drawn from ranges of the factors, reproducible from `seed`.
+    """`n` psets drawn from the factors' ranges, reproducible from `seed`.
+
+    Bad bounds (low >= high, loguniform low <= 0) are a ValueError naming the factor.
 
     Parameters
     ----------
     n : int
-        Number of psets.
+        The number of psets (positional, so a factor may be called ``n``).
     seed : int or None
-        The same seed, `n`, method and factors (in the same order) give the same frame. None draws
-        fresh entropy.
+        The same seed, `n`, method and factors (in the same order) give the same frame, on a given
+        numpy/scipy version. None draws fresh entropy.
     method : {'random', 'lhs', 'sobol'}
-        'random': independent draws from ``numpy.random.default_rng(seed)``. 'lhs': a Latin
-        hypercube (``scipy.stats.qmc.LatinHypercube``): each factor's range cut in `n` equal
-        strata, one pset in each. 'sobol': a scrambled Sobol' sequence (``scipy.stats.qmc.Sobol``),
-        most even when `n` is a power of 2; scipy warns otherwise, and the sample is still valid.
+        'random': independent draws of ``numpy.random.default_rng(seed)``. 'lhs': a Latin
+        hypercube (``scipy.stats.qmc.LatinHypercube``): each range cut into `n` equal strata, one
+        pset in each. 'sobol': a scrambled Sobol' sequence (``scipy.stats.qmc.Sobol``), most even
+        when `n` is a power of 2; for other `n` scipy warns, and the sample is still valid.
     **factors : Distribution
         ``uniform(low, high)``, ``loguniform(low, high)``, ``integers(low, high)`` or
-        ``choice(values)``; columns in the order given. Values lie in [low, high).
-
-    Raises
-    ------
-    ValueError
-        Bad bounds (low >= high, loguniform low <= 0), naming the factor; an unknown method.
-    TypeError
-        A factor that is not a Distribution.
+        ``choice(values)``, one column each in the order given; values lie in [low, high).
 
     Examples
     --------
@@ -644,40 +531,33 @@ def sample(n: int, /, seed: int | None = 0, method: str = "random", **factors: D
     elif method == "random":
         u = np.random.default_rng(seed).random((n, d))
     else:
-        # imported here: scipy.stats takes longer to import than all the rest of paramsurvey
-        from scipy.stats import qmc
+        from scipy.stats import qmc  # here: importing scipy.stats takes longer than all of paramsurvey
 
-        engine = qmc.LatinHypercube(d, seed=seed) if method == "lhs" else qmc.Sobol(d, scramble=True, seed=seed)
-        u = engine.random(n)
+        lhs = method == "lhs"
+        u = (qmc.LatinHypercube(d, seed=seed) if lhs else qmc.Sobol(d, scramble=True, seed=seed)).random(n)
     columns = {name: spec._from_unit(u[:, j]) for j, (name, spec) in enumerate(factors.items())}
     return pd.DataFrame(columns, index=pd.RangeIndex(n))
 
 
 def _summary_row(name: Hashable, s: pd.Series) -> list[str]:
-    values: Any = s
-    if isinstance(s.dtype, pd.CategoricalDtype):
+    values: pd.Series | pd.Index = s
+    dtype = str(s.dtype)
+    if isinstance(s.dtype, pd.CategoricalDtype):  # the categories seen, without expanding the codes
         codes = np.asarray(s.cat.codes)
-        observed = np.bincount(codes[codes >= 0], minlength=len(s.cat.categories)) > 0
-        values = pd.Series(s.cat.categories[observed])
+        values = s.cat.categories[np.bincount(codes[codes >= 0], minlength=len(s.cat.categories)) > 0]
         dtype = f"category[{s.cat.categories.dtype}]"
-    else:
-        dtype = str(s.dtype)
     try:
         distinct = int(values.nunique())
     except TypeError:  # unhashable values, e.g. lists
         distinct = len(set(map(repr, values)))
-    low = high = ""
-    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype) \
-            and len(values):
-        low, high = str(values.min()), str(values.max())
-    return [str(name), dtype, str(distinct), low, high]
+    numeric = pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
+    low_high = [str(values.min()), str(values.max())] if numeric and len(values) else []
+    return [str(name), dtype, str(distinct), *low_high]
 
 
 def describe(psets: Any) -> str:
     """A summary of psets before running them: how many, and for each factor its dtype, number of
-    distinct values, and min/max for numbers.
-
-    `psets` may be anything ``map`` takes: a DataFrame, a list of dicts, a dict of lists.
+    distinct values, and the min and max of numbers. `psets` may be any form ``map`` takes.
 
     Examples
     --------
@@ -688,9 +568,8 @@ def describe(psets: Any) -> str:
     b       category[str]    2
     """
     df = _as_frame(psets, "describe")
-    rows = [["factor", "dtype", "distinct", "min", "max"]]
-    rows += [_summary_row(name, df[name]) for name in df.columns]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in builtins.zip(r, widths)).rstrip() for r in rows]
-    head = f"{len(df)} psets, {len(df.columns)} factor{'' if len(df.columns) == 1 else 's'}"
-    return "\n".join([head, *lines])
+    table = [["factor", "dtype", "distinct", "min", "max"]] + [_summary_row(c, df[c]) for c in df.columns]
+    widths = [max(len(r[i]) for r in table if i < len(r)) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in builtins.zip(r, widths)).rstrip() for r in table]
+    plural = "" if len(df.columns) == 1 else "s"
+    return "\n".join([f"{len(df)} psets, {len(df.columns)} factor{plural}", *lines])
