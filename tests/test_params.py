@@ -1,8 +1,12 @@
 """Example-based tests of paramsurvey.params: the 0.4.x API and the new builders."""
 
+import contextlib
 import doctest
+import io
 import itertools
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -429,3 +433,18 @@ def test_all_names_exist():
 def test_docstring_examples():
     result = doctest.testmod(params)
     assert result.attempted >= 8 and result.failed == 0
+
+
+def test_docs_page_runs_and_shows_true_output():
+    # docs/params.md: its code blocks run in order, and each block's standalone "# " comment lines
+    # are exactly what the block prints
+    text = (Path(__file__).resolve().parents[1] / "docs" / "params.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 8
+    namespace: dict = {}
+    for block in blocks:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(block, namespace)
+        shown = [line[2:] for line in block.splitlines() if line.startswith("# ")]
+        assert [line.rstrip() for line in out.getvalue().splitlines()] == shown

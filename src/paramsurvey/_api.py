@@ -16,7 +16,7 @@ from ._config import Settings
 from ._engine import Survey
 from ._psets import PsetSource
 from .backends import create
-from .backends.base import Backend
+from .backends.base import TIMEOUT, Backend
 from .results import MapResults
 
 log = logging.getLogger("paramsurvey")
@@ -138,6 +138,9 @@ def map(func: Callable[..., Any], psets: Any, **kwargs: Any) -> MapResults:
     _config.check_map_kwargs(kwargs)
     backend = _current()
     settings = _config.resolve({**_session.init_kwargs, "backend": backend.name}, kwargs)
+    if settings.timeout is not None and TIMEOUT not in backend.capabilities:
+        raise ValueError(f"timeout= is not supported by the {backend.name} backend: it cannot stop one pset "
+                         "without stopping the survey (use the multiprocessing backend)")
     source = PsetSource(psets, settings.limit)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -108,6 +108,23 @@ class Survey:
             psets = self.source.get(positions)
         return Task(self.task_ids, positions, psets)
 
+    def adopt(self, previous: Sequence[GroupResult]) -> None:
+        """Outcomes a journal already holds (resume): counted and kept as if they had just
+        finished, never run again, never handed to out_func or the journal a second time."""
+        counters = self.counters
+        for result in previous:
+            counters.finished += len(result.ok)
+            if result.ran:
+                self.done[result.ran] = True
+                self.stats.add_many(self.wall_name, result.wall)
+                self.stats.add_many(self.iowait_name, result.iowait)
+            if result.raw:
+                self.stats.combine_stats(result.raw)
+            if result.ok and self.settings.keep_results:
+                self.accumulator.add_chunk(result.ok, result.columns, result.absent)
+            for position, status, exc, tb in result.failures:
+                self._count_failure(position, status, exc, tb)
+
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> MapResults:
         settings = self.settings
@@ -195,7 +212,7 @@ class Survey:
         if self.journal is not None:
             self.journal.record_lost(lost, self.source)
 
-    def _record_failure(self, position: int, status: str, exc: str, tb: str, lost: PsetLost | None = None) -> None:
+    def _count_failure(self, position: int, status: str, exc: str, tb: str) -> None:
         counters = self.counters
         counters.failures += 1
         if status == "exception":
@@ -205,6 +222,9 @@ class Survey:
         elif status == "timeout":
             counters.timeouts += 1
         self.failures[position] = (status, exc, tb)
+
+    def _record_failure(self, position: int, status: str, exc: str, tb: str, lost: PsetLost | None = None) -> None:
+        self._count_failure(position, status, exc, tb)
         name = self.settings.name
         log.info("%s: pset %d failed (%s): %s", name, position, status, exc)
         pset = lost.pset if lost is not None else None
@@ -271,7 +291,7 @@ class Survey:
                         self.settings.name, ", ".join(map(repr, clash)))
             psets = psets.drop(columns=clash)
         psets.index = results.index
-        return pd.concat([psets, results], axis=1, copy=False)
+        return pd.concat([psets, results], axis=1)
 
     def _missing_frame(self) -> pd.DataFrame:
         positions = sorted(self.failures)

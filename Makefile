@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Each makes the virtual
+# environment and installs what it needs on first use, on a machine with only Python 3 and pip.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+# pytest's own per-test timeout turns any hang into a failure; the whole run is bounded too
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# stamps: reinstall only when pyproject.toml changes
+$(VENV)/.demo-stamp: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.test-stamp: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[test,ray,dask]'
+	touch $@
+
+demo: $(VENV)/.demo-stamp
+	$(BIN)/python -m paramsurvey.examples.readme
+
+lint: $(VENV)/.test-stamp
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: $(VENV)/.test-stamp
+	$(BIN)/mypy src
+
+unit: $(VENV)/.test-stamp
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+bench: $(VENV)/.test-stamp
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
