@@ -29,8 +29,10 @@ def _load_columns() -> Any:
 
 _columns = _load_columns()
 # COLUMNS_MAX_EXAMPLES=2000 for a deeper search than the quick default
-SETTINGS = settings(max_examples=int(os.environ.get("COLUMNS_MAX_EXAMPLES", "100")), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = int(os.environ.get("COLUMNS_MAX_EXAMPLES", "100"))
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# the two single-chunk round trips exercise less: half as many examples keep the suite quick
+LIGHT = settings(SETTINGS, max_examples=max(1, EXAMPLES // 2))
 
 EDGE_INTS = [2**53, -(2**53), 2**53 + 1, -(2**53) - 1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1,
              2**64, 10**30]
@@ -178,7 +180,7 @@ def test_accumulator_round_trip(data: st.DataObject) -> None:
     assert list(acc.to_frame(["zz", *names]).columns) == names
 
 
-@SETTINGS
+@LIGHT
 @given(surveys())
 def test_frame_from_records_round_trip(survey: tuple[list[int], list[dict[str, Any]]]) -> None:
     positions, rows = survey
@@ -189,7 +191,7 @@ def test_frame_from_records_round_trip(survey: tuple[list[int], list[dict[str, A
     check_frame(df, positions, rows)
 
 
-@SETTINGS
+@LIGHT
 @given(st.data())
 def test_series_from_values_round_trip(data: st.DataObject) -> None:
     positions, rows = data.draw(surveys())
