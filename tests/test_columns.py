@@ -302,5 +302,10 @@ def test_frame_from_records() -> None:
     assert_column(df["c"], "object", [None, "x", None])
     df = frame_from_records(records[:2], positions=[7, 3])
     assert df.index.tolist() == [3, 7] and df["a"].tolist() == [2, 1]
+    df = frame_from_records([{"a": 1, "b": "x"}, {"b": "y", "a": 2}])  # same keys, any order
+    assert list(df.columns) == ["a", "b"] and df["a"].tolist() == [1, 2] and df["b"].tolist() == ["x", "y"]
+    df = frame_from_records([{"a": 1}, {"b": 2}])  # same number of keys, different keys
+    assert_column(df["a"], "Int64", [1, NA])
+    assert_column(df["b"], "Int64", [NA, 2])
     assert frame_from_records([]).shape == (0, 0)
     assert frame_from_records([{}, {}]).shape == (2, 0)

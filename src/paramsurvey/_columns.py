@@ -221,7 +221,7 @@ def _missing_offsets(missing: Sequence[int] | np.ndarray | None, n: int) -> Sequ
     return None if missing is None else [int(i) for i in missing]
 
 
-def series_from_values(values: list, missing: Sequence[int] | np.ndarray | None = None,
+def series_from_values(values: Sequence[Any], missing: Sequence[int] | np.ndarray | None = None,
                        name: str | None = None) -> pd.Series:
     """One column of Python values -> a Series with the module's dtype rules.
 
@@ -237,13 +237,14 @@ def series_from_values(values: list, missing: Sequence[int] | np.ndarray | None 
 class _Chunk:
     __slots__ = ("positions", "first", "columns")
 
-    def __init__(self, positions: np.ndarray, columns: dict[str, _Piece]) -> None:
+    def __init__(self, positions: range | np.ndarray, columns: dict[str, _Piece]) -> None:
         # A run of consecutive positions (the usual group) is kept as a range: no 8 bytes per row.
-        n = len(positions)
-        first, last = int(positions[0]), int(positions[-1])
-        consecutive = last - first == n - 1 and (n < 2 or bool((positions[1:] > positions[:-1]).all()))
-        self.positions: range | np.ndarray = range(first, last + 1) if consecutive else positions
-        self.first = first if consecutive else int(positions.min())
+        if isinstance(positions, np.ndarray):
+            n, first, last = len(positions), int(positions[0]), int(positions[-1])
+            if last - first == n - 1 and (n < 2 or bool((positions[1:] > positions[:-1]).all())):
+                positions = range(first, last + 1)
+        self.positions = positions
+        self.first = positions[0] if isinstance(positions, range) else int(positions.min())
         self.columns = columns
 
 
@@ -264,17 +265,21 @@ class ColumnAccumulator:
     def __len__(self) -> int:
         return self._nrows
 
-    def add_chunk(self, positions: Sequence[int], columns: Mapping[str, list],
+    def add_chunk(self, positions: Sequence[int], columns: Mapping[str, Sequence[Any]],
                   absent: Mapping[str, Sequence[int]] | None = None) -> None:
         """Store one chunk: `positions[i]` is row i's position in the pset list; `columns[key][i]` its
         value (None where absent); `absent[key]` the row offsets where the key was absent.  A key that
         this chunk lacks is missing from all its rows.  The caller may drop its lists afterwards."""
         if self._frame is not None:
             raise RuntimeError("add_chunk() after to_frame()")
-        pos = np.asarray(positions, dtype=np.int64)
+        pos: range | np.ndarray
+        if isinstance(positions, range) and positions.step == 1:
+            pos = positions
+        else:
+            pos = np.asarray(positions, dtype=np.int64)
+            if pos.ndim != 1:
+                raise ValueError("positions must be one-dimensional")
         n = len(pos)
-        if pos.ndim != 1:
-            raise ValueError("positions must be one-dimensional")
         for key, vals in columns.items():
             if len(vals) != n:
                 raise ValueError(f"column {key!r} has {len(vals)} values for {n} positions")
@@ -343,6 +348,19 @@ class ColumnAccumulator:
         return frame if order == list(frame.columns) else frame[order]
 
 
+def _record_columns(records: Sequence[Mapping[str, Any]]) -> dict[str, Sequence[Any]]:
+    """Transpose records into columns (None where a key is absent)."""
+    keys = list(records[0]) if records else []
+    if keys and set(map(len, records)) == {len(keys)}:
+        # The usual case, every record with the same keys: map(itemgetter) is the fastest transpose
+        # (zip(*rows) would create a tuple per record, and the garbage collector chases them all).
+        try:
+            return {k: list(map(operator.itemgetter(k), records)) for k in keys}
+        except KeyError:
+            pass
+    return {k: [r.get(k) for r in records] for k in dict.fromkeys(chain.from_iterable(records))}
+
+
 def frame_from_records(records: Sequence[Mapping[str, Any]],
                        positions: Sequence[int] | None = None) -> pd.DataFrame:
     """A list of dicts -> a DataFrame with the module's dtype rules (a missing key is a missing value).
@@ -352,8 +370,7 @@ def frame_from_records(records: Sequence[Mapping[str, Any]],
     n = len(records)
     if positions is not None and len(positions) != n:
         raise ValueError(f"{len(positions)} positions for {n} records")
-    keys = dict.fromkeys(chain.from_iterable(records))
-    columns = {k: [r.get(k) for r in records] for k in keys}
+    columns = _record_columns(records)
     acc = ColumnAccumulator()
     acc.add_chunk(range(n) if positions is None else positions, columns)
     if n == 0 and positions is not None:
