@@ -33,7 +33,7 @@ _ROW_BLOCK = 65536
 
 # Object columns are categorized only when all values are of one kind: a hash table merges equal
 # values of different types (1, True and 1.0), and a category would silently change a pset.
-_SAFE_OBJECT_KINDS = {"string", "bytes", "integer", "floating", "boolean", "decimal", "date", "datetime"}
+_SAFE_OBJECT_KINDS = {"string", "bytes", "integer", "floating", "boolean", "date", "datetime"}
 
 _METHODS = ("random", "lhs", "sobol")
 
