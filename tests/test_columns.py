@@ -103,6 +103,8 @@ CASES = [
     ("strs with None", ["a", None], "object", ["a", None]),
     ("big ints with None", [BIG, None], "object", [BIG, None]),
     ("all None", [None, None], "object", [None, None]),
+    ("pd.NA is missing", [1, pd.NA, None], "Int64", [1, NA, NA]),
+    ("NaN is a float", [1, NAN], "float64", [1.0, NAN]),
     ("numpy ints", [np.int32(1), np.uint8(2), np.int64(3)], "int64", [1, 2, 3]),
     ("numpy uint64 beyond int64", [np.uint64(2**64 - 1), 1], "object", [2**64 - 1, 1]),
     ("numpy floats", [np.float32(0.5), np.float64(1.25)], "float64", [0.5, 1.25]),

@@ -21,6 +21,8 @@ anything else (bool+int, lists, arrays, ...)  ``object``, values unchanged (miss
 no value at all                               ``object`` of None
 ============================================  ===============================================
 
+``pd.NA`` returned as a value counts as missing, like ``None``; a float NaN is a float value.
+
 numpy scalars count as their Python kind (``np.int32`` is an int, ``np.float32`` a float,
 ``np.bool_`` a bool, ``np.str_`` a str); ``np.longdouble`` (wider than float64) and subclasses such
 as ``IntEnum`` stay objects, because converting them would lose information.
@@ -52,6 +54,7 @@ _STR = "str"        # object array of str
 _OBJ = "obj"        # object array of anything
 
 _NONE_TYPE = type(None)
+_NA_TYPE = type(pd.NA)
 _BOOL_TYPES = frozenset({bool, np.bool_})
 # Exact type sets, not isinstance: bool is an int subclass, and an IntEnum must not be flattened.
 _INT_TYPES = frozenset({int} | {np.dtype(c).type for c in "bhilqpBHILQP"})
@@ -85,9 +88,9 @@ def _object_array(values: Iterable[Any], n: int) -> np.ndarray:
 def _convert(values: Sequence[Any], absent: Sequence[int] | None = None) -> _Piece:
     """Convert one chunk's list of values to a _Piece, without a Python-level loop per value.
 
-    A set of the value types (``set(map(type, ...))`` runs in C) decides the kind: np.array's own
+    The set of the value types (``map(type, ...)`` runs in C) decides the kind: np.array's own
     inference cannot be trusted, since it turns [True, 2] into int64, [2**53 + 1, 0.5] into a rounded
-    float64, ['a', 1] into '<U21' and lists into 2-D arrays.  Then np.array with an explicit dtype.
+    float64, ['a', 1] into '<U21' and lists into 2-D arrays.  Then numpy with an explicit dtype.
     """
     n = len(values)
     if absent is not None and len(absent) and not all(values[i] is None for i in absent):
@@ -98,6 +101,10 @@ def _convert(values: Sequence[Any], absent: Sequence[int] | None = None) -> _Pie
     tlist = list(map(type, values))
     types = {tlist[0]} if n and tlist.count(tlist[0]) == n else set(tlist)
     del tlist
+    if _NA_TYPE in types:  # pd.NA returned by a worker means missing, like None (rare: a Python loop)
+        values = [None if v is pd.NA else v for v in values]
+        types.discard(_NA_TYPE)
+        types.add(_NONE_TYPE)
     mask = None
     if _NONE_TYPE in types:
         types.discard(_NONE_TYPE)
