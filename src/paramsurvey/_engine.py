@@ -139,6 +139,9 @@ class Survey:
                 self._loop()
             except KeyboardInterrupt:
                 self.interrupted = True
+            except BaseException:
+                self.reporter.release()  # a live progress bar must not outlive a failed map
+                raise
             finally:
                 if self.interrupted:
                     self.backend.cancel()
