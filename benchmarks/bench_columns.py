@@ -92,6 +92,9 @@ CASES: list[tuple[str, int, int, Callable[[int, int], dict[str, Any]]]] = [
     ("100k x 3 (int, bool w/ gaps, str), 100 chunks", 100_000, 100,
      lambda a, b: {"i": list(range(a, b)), "b": [None if i % 7 == 0 else i % 2 == 0 for i in range(a, b)],
                    "s": [str(i) for i in range(a, b)]}),
+    ("100k int/float interleaved (mixed chunks)", 100_000, 100,
+     lambda a, b: {"x": [i if i % 2 else i + 0.5 for i in range(a, b)]}),
+    ("100k x 1 list objects, 100 chunks", 100_000, 100, lambda a, b: {"x": [[i] for i in range(a, b)]}),
     ("1M x 10 float, 200 chunks (5k)", 1_000_000, 200,
      lambda a, b: {f"f{j}": [i * 0.5 + j for i in range(a, b)] for j in range(10)}),
     ("1M x 10 float, 1000 chunks (1k)", 1_000_000, 1000,
@@ -115,12 +118,24 @@ def main() -> None:
             return make_chunks(n, nchunks, make_col)
 
         t_acc, df = best_time(run_accumulator, factory, repeat)
-        t_naive, _ = best_time(pd.DataFrame, lambda f=factory: chunks_to_records(f()), repeat)
+        t_naive, naive = best_time(pd.DataFrame, lambda f=factory: chunks_to_records(f()), repeat)
         peak_mb, ratio = peak_ratio(factory)
-        dtypes = ",".join(sorted({str(t) for t in df.dtypes}))
         print(f"{name:48s} {t_acc * 1e3:9.1f}ms {t_naive * 1e3:18.1f}ms {t_naive / t_acc:7.1f}x "
-              f"{peak_mb:8.1f} {ratio:10.2f}   [{dtypes}]")
-        del df
+              f"{peak_mb:8.1f} {ratio:10.2f}   [{dtypes(df)}] naive: [{dtypes(naive)}]")
+        del df, naive
+    # frame_from_records: how pset lists become the pset columns of the results
+    for name, n in [("frame_from_records 1M psets x 3 (int, float, str)", 1_000_000)]:
+        if quick:
+            continue
+        records = [{"a": i, "b": i * 0.5, "c": str(i)} for i in range(n)]
+        t_acc, df = best_time(_columns.frame_from_records, lambda r=records: r, repeat)
+        t_naive, naive = best_time(pd.DataFrame, lambda r=records: r, repeat)
+        print(f"{name:48s} {t_acc * 1e3:9.1f}ms {t_naive * 1e3:18.1f}ms {t_naive / t_acc:7.1f}x "
+              f"{'':8s} {'':10s}   [{dtypes(df)}] naive: [{dtypes(naive)}]")
+
+
+def dtypes(df: pd.DataFrame) -> str:
+    return ",".join(dict.fromkeys(str(t) for t in df.dtypes))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ frame_from_records = _columns.frame_from_records
 
 NA = pd.NA
 NAN = float("nan")
+INF = float("inf")
 
 
 def assert_same(got: Any, want: Any) -> None:
@@ -93,6 +94,8 @@ CASES = [
     ("int beyond int64", [BIG, 1], "object", [BIG, 1]),
     ("negative beyond int64", [-(2**63) - 1, 1], "object", [-(2**63) - 1, 1]),
     ("big int + float", [BIG, 1.5], "object", [BIG, 1.5]),
+    ("int beyond float range + float", [10**400, 1.5], "object", [10**400, 1.5]),
+    ("huge floats + exact ints", [1e300, -(2**53), INF], "float64", [1e300, -float(2**53), INF]),
     ("bool + int", [True, 2], "object", [True, 2]),
     ("bool + float", [False, 2.5], "object", [False, 2.5]),
     ("str + int", ["a", 1], "object", ["a", 1]),

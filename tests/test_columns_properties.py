@@ -35,7 +35,7 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=
 LIGHT = settings(SETTINGS, max_examples=max(1, EXAMPLES // 2))
 
 EDGE_INTS = [2**53, -(2**53), 2**53 + 1, -(2**53) - 1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1,
-             2**64, 10**30]
+             2**64, 10**30, 10**400]
 VALUES = {
     "int": st.one_of(st.integers(-(2**31), 2**31), st.sampled_from(EDGE_INTS)),
     "float": st.floats(allow_nan=True, allow_infinity=True),

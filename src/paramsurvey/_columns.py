@@ -127,9 +127,15 @@ def _convert(values: Sequence[Any], absent: Sequence[int] | None = None) -> _Pie
         except OverflowError:  # beyond int64: keep exact Python ints
             return _Piece(_BIGINT, _object_array((None if v is None else int(v) for v in values), n), mask)
     if types <= _NUM_TYPES:
-        # Rare: ints and floats in one chunk.  Keep the originals so that an inexact int survives.
-        exact = all(-_MAX_EXACT <= int(v) <= _MAX_EXACT for v in values if type(v) in _INT_TYPES)
-        return _Piece(_NUMMIX, _object_array(values, n), mask, exact)
+        # Ints and floats in one chunk: keep the originals so that an inexact int survives.  Only
+        # values of magnitude >= 2**53 as float64 can be inexact ints: check their types alone.
+        obj = _object_array(values, n)
+        try:
+            big = np.flatnonzero(np.abs(obj.astype(np.float64)) >= _MAX_EXACT).tolist()
+            exact = all(abs(int(obj[i])) <= _MAX_EXACT for i in big if type(obj[i]) in _INT_TYPES)
+        except OverflowError:  # an int beyond the float64 range
+            exact = False
+        return _Piece(_NUMMIX, obj, mask, exact)
     if types <= _STR_TYPES:
         return _Piece(_STR, _object_array(values, n), mask)
     return _Piece(_OBJ, _object_array(values, n), mask)
