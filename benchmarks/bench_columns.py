@@ -9,6 +9,7 @@ dropped one by one after add_chunk, as the driver does).
 """
 from __future__ import annotations
 
+import functools
 import gc
 import importlib.util
 import random
@@ -32,11 +33,11 @@ except Exception:  # the package __init__ may be broken while the package is bei
 Chunk = tuple[list[int], dict[str, list], dict[str, list[int]]]
 
 
-def make_chunks(n: int, nchunks: int, make_col: Callable[[int], dict[str, Any]],
+def make_chunks(n: int, nchunks: int, make_col: Callable[[int, int], dict[str, Any]],
                 shuffle: bool = True) -> list[Chunk]:
     """Split n rows into column-major chunks (as a worker builds them), in random arrival order."""
     size = -(-n // nchunks)
-    chunks = []
+    chunks: list[Chunk] = []
     for start in range(0, n, size):
         stop = min(n, start + size)
         chunks.append((list(range(start, stop)), make_col(start, stop), {}))
@@ -60,7 +61,15 @@ def chunks_to_records(chunks: list[Chunk]) -> list[dict[str, Any]]:
     return [rows[p] for p in sorted(rows)]
 
 
-def best_time(fn: Callable[[], Any], setup: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+def identity(x: Any) -> Any:
+    return x
+
+
+def records_of(factory: Callable[[], list[Chunk]]) -> list[dict[str, Any]]:
+    return chunks_to_records(factory())
+
+
+def best_time(fn: Callable[[Any], Any], setup: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     best, result = float("inf"), None
     for _ in range(repeat):
         arg = setup()
@@ -118,7 +127,7 @@ def main() -> None:
             return make_chunks(n, nchunks, make_col)
 
         t_acc, df = best_time(run_accumulator, factory, repeat)
-        t_naive, naive = best_time(pd.DataFrame, lambda f=factory: chunks_to_records(f()), repeat)
+        t_naive, naive = best_time(pd.DataFrame, functools.partial(records_of, factory), repeat)
         peak_mb, ratio = peak_ratio(factory)
         print(f"{name:48s} {t_acc * 1e3:9.1f}ms {t_naive * 1e3:18.1f}ms {t_naive / t_acc:7.1f}x "
               f"{peak_mb:8.1f} {ratio:10.2f}   [{dtypes(df)}] naive: [{dtypes(naive)}]")
@@ -128,8 +137,8 @@ def main() -> None:
         if quick:
             continue
         records = [{"a": i, "b": i * 0.5, "c": str(i)} for i in range(n)]
-        t_acc, df = best_time(_columns.frame_from_records, lambda r=records: r, repeat)
-        t_naive, naive = best_time(pd.DataFrame, lambda r=records: r, repeat)
+        t_acc, df = best_time(_columns.frame_from_records, functools.partial(identity, records), repeat)
+        t_naive, naive = best_time(pd.DataFrame, functools.partial(identity, records), repeat)
         print(f"{name:48s} {t_acc * 1e3:9.1f}ms {t_naive * 1e3:18.1f}ms {t_naive / t_acc:7.1f}x "
               f"{'':8s} {'':10s}   [{dtypes(df)}] naive: [{dtypes(naive)}]")
 

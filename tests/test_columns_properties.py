@@ -7,7 +7,7 @@ import importlib.util
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -131,7 +131,8 @@ def surveys(draw: st.DrawFn) -> tuple[list[int], list[dict[str, Any]]]:
     return positions, rows
 
 
-def chunk_up(draw: st.DrawFn, positions: list[int], rows: list[dict]) -> list[tuple]:
+def chunk_up(draw: Callable[[st.SearchStrategy[Any]], Any], positions: list[int],
+             rows: list[dict]) -> list[tuple]:
     """Split into chunks as the workers build them (column-major, absent offsets), shuffled."""
     order = draw(st.permutations(range(len(rows))))
     cuts = sorted(draw(st.sets(st.integers(1, max(1, len(rows) - 1)), max_size=5))) if rows else []
