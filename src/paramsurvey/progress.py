@@ -330,7 +330,8 @@ class ProgressReporter:
             self.started = True
             self._report(counters.snapshot(), False, now)
         elif now >= self.next_line:
-            self.next_line = now + self.interval
+            # on the interval's grid, so lines do not drift later by a poll's lateness each time
+            self.next_line = max(self.next_line + self.interval, now + FASTEST)
             snap = counters.snapshot()
             line = self._line(snap)
             if self.on_change_only and line == self.last_line:
