@@ -47,6 +47,7 @@ RETRY_INTERVAL = 10.0  # seconds between attempts to reach a server that was unr
 CLOSE_FLUSH = 1.0  # the end of a map waits at most this long for the last points to leave
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+Point = tuple[str, tuple[float, float]]  # (path, (timestamp, value))
 
 
 def _component(text: str) -> str:
@@ -68,7 +69,7 @@ def metric_path(prefix: str | None, name: str, counter: str) -> str:
     return ".".join([*nodes, _component(name), _component(counter)])
 
 
-def encode(points: list[tuple[str, tuple[float, float]]]) -> bytes:
+def encode(points: list[Point]) -> bytes:
     """One message of carbon's pickle protocol.
 
     Example
@@ -114,7 +115,7 @@ class CarbonSender:
         self.clock = clock
         self.sent = 0  # points handed to the server
         self.dropped = 0  # points that made way for newer ones
-        self._queue: collections.deque[tuple[str, tuple[float, float]]] = collections.deque(maxlen=max_queued)
+        self._queue: collections.deque[Point] = collections.deque(maxlen=max_queued)
         self._cond = threading.Condition()
         self._sock: socket.socket | None = None
         self._down = False  # an outage has been logged and not yet ended
@@ -130,15 +131,18 @@ class CarbonSender:
     def send(self, name: str, progress: Any, timestamp: float | None = None) -> None:
         """Queue one point per counter of ``progress`` (a MapProgress or a dict of numbers)."""
         counters: Mapping[str, Any] = progress.asdict() if hasattr(progress, "asdict") else progress
-        stamp = self.clock() if timestamp is None else timestamp
-        points = [(metric_path(self.prefix, name, k), (stamp, float(v))) for k, v in counters.items()]
+        # whole seconds, as graphite's own clients send: a later report in the same second then
+        # replaces the earlier one (a float stamp made carbon keep the first of the two)
+        stamp = int(self.clock() if timestamp is None else timestamp)
+        points: list[Point] = [(metric_path(self.prefix, name, k), (stamp, float(v)))
+                               for k, v in counters.items()]
         with self._cond:
             if self._stopping:
                 return
             self._enqueue(points)
             self._cond.notify()
 
-    def _enqueue(self, points: list[tuple[str, tuple[float, float]]]) -> None:
+    def _enqueue(self, points: list[Point]) -> None:
         assert self._queue.maxlen is not None
         self.dropped += max(0, len(self._queue) + len(points) - self._queue.maxlen)
         self._queue.extend(points)
@@ -200,7 +204,7 @@ class CarbonSender:
         self.sent += len(batch)
         return True
 
-    def _put_back(self, batch: list[tuple[str, tuple[float, float]]]) -> None:
+    def _put_back(self, batch: list[Point]) -> None:
         """Unsent points go back in front of newer ones, as far as the queue's bound allows."""
         with self._cond:
             newer = list(self._queue)
