@@ -201,6 +201,20 @@ def test_bar_routes_stderr_above_it_and_gives_it_back(monkeypatch):
     assert lines[3:] == [""]  # the bar's line is ended
 
 
+def test_interrupted_bar_stops_where_it_was(monkeypatch):
+    screen = FakeTTY()
+    monkeypatch.setattr(sys, "stderr", screen)
+    reporter = ProgressReporter("sv", 1, clock=FakeClock())
+    counters = Counters(total=40)
+    counters.finished = 8
+    reporter.tick(counters)
+    counters.cancelled = counters.failures = 32  # what the engine records after Ctrl-C
+    reporter.close(counters)
+    final = screen_lines(screen.getvalue())[-2]
+    assert re.fullmatch(r"sv: +20%\|.*\| 8/40 \[.*, finished 8, failures 32, exceptions 0, cancelled 32\]",
+                        final)
+
+
 def test_release_gives_streams_back_after_a_failed_map(monkeypatch):
     screen = FakeTTY()
     monkeypatch.setattr(sys, "stderr", screen)

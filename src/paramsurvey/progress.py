@@ -196,6 +196,12 @@ class _AboveBar:
         return getattr(self._target, name)
 
 
+def _done(snap: MapProgress) -> int:
+    """Psets the bar counts as done: cancelled ones (Ctrl-C) were never run, so an interrupted
+    map's bar stops where it was instead of jumping to 100%."""
+    return snap.finished + snap.failures - snap.cancelled
+
+
 _BAR_CLASSES: dict[bool, Any] = {}
 
 
@@ -217,7 +223,7 @@ class _LiveBar:
 
     def __init__(self, name: str, snap: MapProgress, notebook: bool) -> None:
         Bar = _bar_class(notebook)
-        self.done = snap.finished + snap.failures
+        self.done = _done(snap)
         # the bar's own rate and time remaining count this run's psets only (not a resumed journal's)
         kwargs: dict[str, Any] = dict(total=snap.total, initial=self.done, desc=name, unit="pset",
                                       leave=True, mininterval=0, miniters=0, smoothing=0.1,
@@ -239,7 +245,7 @@ class _LiveBar:
         self.streams.append((which, proxy))
 
     def update(self, snap: MapProgress) -> None:
-        done = snap.finished + snap.failures
+        done = _done(snap)
         with self.bar.get_lock():
             self.bar.set_postfix_str(status_text(snap), refresh=False)
             if done != self.done:
