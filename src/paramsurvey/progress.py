@@ -206,14 +206,17 @@ _BAR_CLASSES: dict[bool, Any] = {}
 
 
 def _bar_class(notebook: bool) -> Any:
-    """tqdm's terminal bar or notebook widget, without tqdm's monitor thread: the reporter
-    redraws on its own ticks, and a map must leave no thread behind."""
+    """tqdm's terminal bar or notebook widget, without tqdm's monitor thread (the reporter redraws
+    on its own ticks, and a map must leave no thread behind) and with a thread lock of its own
+    instead of tqdm's default, which adds a multiprocessing lock (a semaphore, and a
+    resource-tracker process where multiprocessing does not fork)."""
     if notebook not in _BAR_CLASSES:
         if notebook:
             from tqdm.notebook import tqdm as base
         else:
             from tqdm import tqdm as base
-        _BAR_CLASSES[notebook] = type("ParamsurveyBar", (base,), {"monitor_interval": 0})
+        _BAR_CLASSES[notebook] = type("ParamsurveyBar", (base,),
+                                      {"monitor_interval": 0, "_lock": threading.RLock()})
     return _BAR_CLASSES[notebook]
 
 
