@@ -9,7 +9,8 @@ program (``python -S -c ...``), never imports the user's ``__main__``, has no th
 
 Protocol, over one SOCK_SEQPACKET socket to the driver (one pickled tuple per packet):
 
-    driver -> zygote   ('spawn',) with two fds attached: the worker's socket and its slot memfd
+    driver -> zygote   ('spawn',) with three fds attached: the worker's inbox (read end of a pipe),
+                       its outbox (write end of another) and its slot memfd
                        ('killall',)  every worker, now (Ctrl-C)
                        ('exit',)
     zygote -> driver   ('exit', pid, wait_status) for every worker that ends
@@ -46,7 +47,7 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
         pass
 
 
-def _run_worker(sock_fd: int, slot_fd: int, home: str) -> None:
+def _run_worker(in_fd: int, out_fd: int, slot_fd: int, home: str) -> None:
     from multiprocessing.connection import Connection
 
     from . import _worker
@@ -54,7 +55,9 @@ def _run_worker(sock_fd: int, slot_fd: int, home: str) -> None:
     set_parent_death_signal()
     view = memoryview(mmap.mmap(slot_fd, 16)).cast("d")
     os.close(slot_fd)
-    _worker.serve(Connection(sock_fd), _worker.Slot(view, timed=False), home)
+    inbox = Connection(in_fd, writable=False)
+    outbox = Connection(out_fd, readable=False)
+    _worker.serve(inbox, outbox, _worker.Slot(view, timed=False), home)
 
 
 def _kill_all(children: set[int]) -> None:
@@ -120,7 +123,7 @@ def serve(ctrl_fd: int) -> None:
                     os.close(wake_r)
                     os.close(wake_w)
                     ctrl.close()
-                    _run_worker(fds[0], fds[1], home)
+                    _run_worker(fds[0], fds[1], fds[2], home)
                 except BaseException:
                     import traceback
 

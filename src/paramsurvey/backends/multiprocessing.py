@@ -19,18 +19,22 @@ worker SIGKILLed and is recorded as 'timeout' the same way.
 from __future__ import annotations
 
 import collections
+import fcntl
 import json
+import math
 import mmap
 import os
 import pickle
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 import cloudpickle
@@ -49,6 +53,8 @@ DEATH_REPORT_WAIT = 1.0
 # Consecutive deaths of workers that never started: the environment is broken, stop trying.
 MAX_STILLBORN = 3
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Pipe buffer asked of the kernel (Linux caps it at /proc/sys/fs/pipe-max-size, 1 MiB by default).
+PIPE_SIZE = 1 << 20
 
 
 def describe_wait_status(status: int | None) -> str:
@@ -67,11 +73,13 @@ def describe_wait_status(status: int | None) -> str:
 
 
 class _Worker:
-    __slots__ = ("conn", "mm", "view", "pid", "tasks", "assigned", "retiring", "timed_out", "died_at",
-                 "blame")
+    __slots__ = ("conn", "out_fd", "outbox", "mm", "view", "pid", "tasks", "assigned", "retiring",
+                 "timed_out", "died_at", "blame")
 
-    def __init__(self, conn: Connection, mm: mmap.mmap) -> None:
-        self.conn = conn
+    def __init__(self, conn: Connection, out_fd: int, mm: mmap.mmap) -> None:
+        self.conn = conn  # results come in here (blocking reads, only when readable)
+        self.out_fd = out_fd  # groups go out here, non-blocking: the driver never waits on a busy worker
+        self.outbox = bytearray()
         self.mm = mm
         self.view = memoryview(mm).cast("d")
         self.view[0] = Slot.IDLE
@@ -83,16 +91,49 @@ class _Worker:
         self.died_at = 0.0
         self.blame = Slot.IDLE
 
+    def queue_message(self, msg: Any) -> None:
+        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        n = len(data)
+        # the framing multiprocessing.connection.Connection reads on the other side
+        self.outbox += struct.pack("!i", n) if n <= 0x7FFFFFFF else struct.pack("!iQ", -1, n)
+        self.outbox += data
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the pipe takes now; the rest waits for the next poll()."""
+        while self.outbox:
+            try:
+                written = os.write(self.out_fd, self.outbox[:PIPE_SIZE])
+            except BlockingIOError:
+                return
+            except OSError:  # the worker is gone; its EOF tells the rest
+                self.outbox.clear()
+                return
+            del self.outbox[:written]
+
     def close(self) -> None:
         try:
             self.conn.close()
         except OSError:
             pass
+        if self.out_fd >= 0:
+            os.close(self.out_fd)
+            self.out_fd = -1
         try:
             self.view.release()
             self.mm.close()
         except (BufferError, ValueError):
             pass
+
+
+def _pipe() -> tuple[int, int]:
+    read_fd, write_fd = os.pipe()
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        try:  # fewer wake-ups for big groups; the kernel may refuse beyond its pipe-max-size
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass
+    return read_fd, write_fd
 
 
 def _slot_fd() -> int:
@@ -145,21 +186,24 @@ class MultiprocessingBackend(Backend):
 
     def _spawn(self) -> _Worker:
         assert self.ctrl is not None
-        mine, theirs = socket.socketpair()
+        to_worker_r, to_worker_w = _pipe()
+        from_worker_r, from_worker_w = _pipe()
         fd = _slot_fd()
         try:
-            socket.send_fds(self.ctrl, [pickle.dumps(("spawn",))], [theirs.fileno(), fd])
+            socket.send_fds(self.ctrl, [pickle.dumps(("spawn",))], [to_worker_r, from_worker_w, fd])
             mm = mmap.mmap(fd, 16)
         except OSError as exc:
-            mine.close()
+            for end in (to_worker_w, from_worker_r):
+                os.close(end)
             raise BackendError("the multiprocessing backend's fork server is gone; "
                                "call paramsurvey.finalize() and init() again") from exc
         finally:
-            os.close(fd)
-            theirs.close()
-        worker = _Worker(Connection(mine.detach()), mm)
+            for end in (fd, to_worker_r, from_worker_w):  # the worker's ends now live in the worker only
+                os.close(end)
+        os.set_blocking(to_worker_w, False)
+        worker = _Worker(Connection(from_worker_r, writable=False), to_worker_w, mm)
         if self.setup is not None:
-            worker.conn.send(self.setup)
+            worker.queue_message(self.setup)
         self.workers.append(worker)
         return worker
 
@@ -212,12 +256,8 @@ class MultiprocessingBackend(Backend):
         self.setup = None
         self.wake_fd = None
 
-    def _send(self, worker: _Worker, msg: Any) -> bool:
-        try:
-            worker.conn.send(msg)
-            return True
-        except OSError:  # it died; the EOF in poll() tells the rest
-            return False
+    def _send(self, worker: _Worker, msg: Any) -> None:
+        worker.queue_message(msg)
 
     def free_slots(self) -> int:
         running = sum(len(w.tasks) for w in self.workers)
@@ -263,18 +303,31 @@ class MultiprocessingBackend(Backend):
         wait_for = None if timeout is None else max(0.0, timeout)
         if deadline != float("inf"):
             wait_for = max(0.0, deadline - now) if wait_for is None else min(wait_for, max(0.0, deadline - now))
-        sources: list[Any] = [w.conn for w in self.workers]
-        sources.append(self.ctrl)
+        poller = select.poll()
+        readers: dict[int, _Worker] = {}
+        writers: dict[int, _Worker] = {}
+        for worker in self.workers:
+            readers[worker.conn.fileno()] = worker
+            poller.register(worker.conn.fileno(), select.POLLIN)
+            if worker.outbox:
+                writers[worker.out_fd] = worker
+                poller.register(worker.out_fd, select.POLLOUT)
+        poller.register(self.ctrl.fileno(), select.POLLIN)
         if self.wake_fd is not None:
-            sources.append(self.wake_fd)
-        ready = wait(sources, wait_for)
-        by_conn = {id(w.conn): w for w in self.workers}
-        for source in ready:
-            worker = by_conn.get(id(source))
-            if worker is not None:
+            poller.register(self.wake_fd, select.POLLIN)
+        ready = poller.poll(None if wait_for is None else math.ceil(wait_for * 1000))
+        ctrl_ready = False
+        for fd, _ in ready:
+            if fd in writers:
+                writers[fd].flush()
+        for fd, _ in ready:
+            worker = readers.get(fd)
+            if worker is not None and worker in self.workers:
                 self._read_worker(worker, outcomes)
-            elif source is self.ctrl:
-                self._read_ctrl()
+            elif fd == self.ctrl.fileno():
+                ctrl_ready = True
+        if ctrl_ready:
+            self._read_ctrl()
         self._finish_deaths(outcomes)
         self._dispatch()
         return outcomes

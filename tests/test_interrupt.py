@@ -1,0 +1,103 @@
+"""Ctrl-C and SIGTERM to the driver mid-survey: it exits within 2 s and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+SRC = os.path.join(os.path.dirname(__file__), "..", "src")
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    import paramsurvey
+
+    def slow(pset, system_kwargs, user_kwargs):
+        time.sleep(0.2 if pset['x'] < 4 else 30)
+        return {'y': pset['x']}
+
+    def announce(user_ret, system_kwargs, user_kwargs):
+        print('finished', user_ret['pset']['x'], flush=True)
+
+    paramsurvey.init(backend=sys.argv[1], verbose=0)
+    try:
+        paramsurvey.map(slow, [{'x': i} for i in range(40)], out_func=announce, group_size=1)
+    except paramsurvey.Interrupted as exc:
+        r = exc.results
+        print('interrupted', len(r), len(r.missing), sorted(set(r.missing['_status'])), flush=True)
+        print('progress', r.progress.finished + r.progress.failures == r.progress.total, flush=True)
+        sys.exit(0)
+    print('not interrupted', flush=True)
+""")
+
+
+def start(tmp_path, backend):
+    script = tmp_path / "driver.py"
+    script.write_text(SCRIPT)
+    env = dict(os.environ, PYTHONPATH=SRC)
+    proc = subprocess.Popen([sys.executable, str(script), backend], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=tmp_path)
+    seen = []
+    deadline = time.monotonic() + 60
+    while len(seen) < 2 and time.monotonic() < deadline:  # some psets have finished
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+    assert len(seen) == 2, (seen, proc.stderr.read() if proc.poll() is not None else "")
+    return proc
+
+
+def descendants(pid):
+    return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+
+
+def alive(pids):
+    left = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                left.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return left
+
+
+@pytest.mark.parametrize("backend", ["multiprocessing", "serial"])
+def test_sigint_raises_interrupted_with_partial_results(tmp_path, backend):
+    proc = start(tmp_path, backend)
+    family = descendants(proc.pid)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    elapsed = time.monotonic() - sent
+    assert proc.returncode == 0, err
+    assert elapsed < 2.0
+    lines = out.strip().splitlines()
+    interrupted = [line for line in lines if line.startswith("interrupted")]
+    assert interrupted, out + err
+    _, n_results, n_missing = interrupted[0].split()[:3]
+    assert int(n_results) >= 2 and int(n_results) + int(n_missing) == 40
+    assert "'cancelled'" in interrupted[0]
+    assert "progress True" in out
+    time.sleep(0.5)
+    assert alive(family) == []
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_driver_killed_leaves_no_worker(tmp_path, how):
+    proc = start(tmp_path, "multiprocessing")
+    family = descendants(proc.pid)
+    assert family, "the multiprocessing backend should have started processes"
+    proc.send_signal(how)
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 2.0
+    while alive(family) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alive(family) == []
