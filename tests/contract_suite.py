@@ -19,7 +19,6 @@ from paramsurvey._api import _session
 from paramsurvey.backends.base import IN_PROCESS, TIMEOUT
 
 
-
 def _init(init_kwargs, **extra):
     paramsurvey.init(**{**init_kwargs, **extra})
     return _session.backend

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 from .exceptions import BackendError, BackendNotInstalled, Interrupted, JournalError, ParamsurveyError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import params, stats, utils
-    from ._api import backend, current_core_count, current_resources, finalize, init, map
-    from .progress import MapProgress
-    from .results import MapResults, MissingPsets
-    from .stats import PerfStats
+    from . import params, stats, utils  # noqa: F401
+    from ._api import backend, current_core_count, current_resources, finalize, init, map  # noqa: F401
+    from .progress import MapProgress  # noqa: F401
+    from .results import MapResults, MissingPsets  # noqa: F401
+    from .stats import PerfStats  # noqa: F401
 
 try:
     from importlib.metadata import PackageNotFoundError, version
@@ -40,11 +40,26 @@ _LAZY = {
 }
 _SUBMODULES = ("params", "stats", "utils", "results", "progress", "journal", "carbon", "cli")
 
-__all__ = sorted([
-    "BackendError", "BackendNotInstalled", "Interrupted", "JournalError", "MapProgress", "MapResults",
-    "MissingPsets", "ParamsurveyError", "PerfStats", "backend", "current_core_count", "current_resources",
-    "finalize", "init", "map", "params", "stats", "utils",
-])
+__all__ = [
+    "BackendError",
+    "BackendNotInstalled",
+    "Interrupted",
+    "JournalError",
+    "MapProgress",
+    "MapResults",
+    "MissingPsets",
+    "ParamsurveyError",
+    "PerfStats",
+    "backend",
+    "current_core_count",
+    "current_resources",
+    "finalize",
+    "init",
+    "map",
+    "params",
+    "stats",
+    "utils",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -158,6 +158,8 @@ def map(func: Callable[..., Any], psets: Any, **kwargs: Any) -> MapResults:
             survey.adopt(done)
         return survey.run()
     finally:
+        if journal is not None:  # already closed by the engine, unless the map failed: then write what finished
+            journal.close()
         if carbon is not None:
             carbon.close()
 

@@ -130,7 +130,7 @@ class Survey:
         settings = self.settings
         ctx = MapContext(self.func, settings.user_kwargs, settings.name, self.backend.name, seed=settings.seed,
                          chdir=settings.chdir, out_subdirs=settings.out_subdirs,
-                         want_digests=self.journal is not None)
+                         want_digests=self.journal is not None and getattr(self.journal, "want_digests", True))
         log.info("%s: starting map of %d psets on the %s backend", settings.name, len(self.todo),
                  self.backend.name, extra={"ps_verbose": 2})
         with self._sigint_guard():
@@ -209,6 +209,8 @@ class Survey:
             log.info("%s: pset %d %s (%s); retrying (attempt %d of %d)", self.settings.name, lost.position,
                      lost.status, lost.message, lost.attempt + 2, self.settings.retries + 1)
             self.retry_queue.append((lost.position, lost.pset, lost.attempt + 1))
+            if self.journal is not None:  # so that the retry's outcome is journaled with its attempt
+                self.journal.note_retry(lost.position, lost.attempt + 1)
             return
         self.done[lost.position] = True
         self._record_failure(lost.position, lost.status, lost.message, "", lost)

@@ -72,20 +72,20 @@ class PsetSource:
         if self.records is not None:
             return list(self.records[start:stop])
         assert self.frame is not None
-        return self.frame.iloc[start:stop].to_dict("records")  # native Python values (pandas >= 2)
+        return self.frame.iloc[start:stop].to_dict("records")  # type: ignore[return-value]  # native values
 
     def get(self, positions: Sequence[int]) -> list[dict[str, Any]]:
         if self.records is not None:
             records = self.records
             return [records[p] for p in positions]
         assert self.frame is not None
-        return self.frame.iloc[list(positions)].to_dict("records")
+        return self.frame.iloc[list(positions)].to_dict("records")  # type: ignore[return-value]
 
     def frame_for(self, positions: Sequence[int]) -> pd.DataFrame:
         """The pset columns of the given positions (sorted), indexed by position."""
         if self.frame is not None:
             frame = self.frame.iloc[list(positions)]
-            frame.index = pd.Index(positions, dtype="int64") if len(positions) else pd.RangeIndex(0)
+            frame.index = pd.Index(list(positions), dtype="int64") if len(positions) else pd.RangeIndex(0)
             return frame
         if self.records is not None and len(positions) == self.n and (
                 not positions or (positions[0] == 0 and positions[-1] == self.n - 1)):

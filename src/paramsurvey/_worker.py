@@ -74,6 +74,8 @@ class SystemKwargs(dict):  # type: ignore[type-arg]
     would cost more than a trivial pset itself, and most workers never ask for it."""
 
     __slots__ = ("_pset", "_map_seed")
+    _pset: dict[str, Any]
+    _map_seed: int
 
     def __missing__(self, key: str) -> Any:
         if key == "seed":
@@ -100,7 +102,7 @@ class Slot:
 
     IDLE, SENDING = -1.0, -2.0
 
-    def __init__(self, view: memoryview | None, timed: bool = True) -> None:
+    def __init__(self, view: Any, timed: bool = True) -> None:  # a memoryview cast to doubles
         self.view = view
         self.timed = timed
 

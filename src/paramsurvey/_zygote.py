@@ -90,7 +90,8 @@ def serve(ctrl_fd: int) -> None:
             pass
 
     while True:
-        ready, _, _ = select.select([ctrl, wake_r], [], [])
+        watched: list[Any] = [ctrl, wake_r]
+        ready, _, _ = select.select(watched, [], [])
         if wake_r in ready:
             os.read(wake_r, 4096)
         while children:

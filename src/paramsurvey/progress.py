@@ -85,6 +85,15 @@ class Counters:
     """The engine's mutable counters (a plain object: updated on the hot path)."""
 
     __slots__ = tuple(f.name for f in fields(MapProgress))
+    total: int
+    active: int
+    finished: int
+    failures: int
+    exceptions: int
+    crashed: int
+    timeouts: int
+    cancelled: int
+    retried: int
 
     def __init__(self, total: int = 0) -> None:
         for name in self.__slots__:

@@ -70,7 +70,7 @@ class _FrameFace:
         return self._frame.empty
 
     def _repr_html_(self) -> Any:
-        return self._frame._repr_html_()
+        return self._frame._repr_html_()  # type: ignore[operator]
 
 
 class MissingPsets(_FrameFace):

@@ -99,7 +99,7 @@ class Backend(abc.ABC):
     def busy(self) -> bool:
         """Is any group still submitted and not yet reported?"""
 
-    def end_map(self) -> None:
+    def end_map(self) -> None:  # noqa: B027 - optional hook, most backends need nothing here
         """The map is over (normally or not)."""
 
     @abc.abstractmethod

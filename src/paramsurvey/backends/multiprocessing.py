@@ -321,9 +321,9 @@ class MultiprocessingBackend(Backend):
             if fd in writers:
                 writers[fd].flush()
         for fd, _ in ready:
-            worker = readers.get(fd)
-            if worker is not None and worker in self.workers:
-                self._read_worker(worker, outcomes)
+            reader = readers.get(fd)
+            if reader is not None and reader in self.workers:
+                self._read_worker(reader, outcomes)
             elif fd == self.ctrl.fileno():
                 ctrl_ready = True
         if ctrl_ready:

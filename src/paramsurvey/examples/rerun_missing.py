@@ -1,5 +1,6 @@
 # Re-running what failed: results.missing.to_psets() is ready to pass to map() again.
 import random
+from typing import Any
 
 import paramsurvey
 
@@ -12,7 +13,7 @@ def flaky_worker(pset, system_kwargs, user_kwargs):
 
 paramsurvey.init(backend='multiprocessing', max_tasks_per_child=10)  # replace workers every 10 psets
 
-psets = [{'pct_chance_fail': 20}] * 100
+psets: Any = [{'pct_chance_fail': 20}] * 100
 rounds = 0
 while True:
     results = paramsurvey.map(flaky_worker, psets, verbose=0)
