@@ -151,5 +151,6 @@ def test_vstats0_reports_at_the_end_only(runs):
     run = runs["vstats0"]
     assert run.stats_reports() == 1
     head = run.lines.index(next(line for line in run.lines if STATS_HEAD.fullmatch(line)))
-    assert run.lines[head + 1:head + 5] == [
-        f"counter default_wallclock, {p}%tile: 0.25s" for p in (50, 90, 95, 99)]
+    for line, pct in zip(run.lines[head + 1:head + 5], (50, 90, 95, 99)):
+        found = re.fullmatch(rf"counter default_wallclock, {pct}%tile: ([\d.]+)s", line)
+        assert found and float(found.group(1)) >= 0.25  # every pset slept 0.25 s
