@@ -82,8 +82,11 @@ def finalize() -> None:
     """
     backend, _session.backend = _session.backend, None
     _session.init_kwargs = {}
-    if backend is not None:
-        backend.shutdown()
+    try:
+        if backend is not None:
+            backend.shutdown()
+    finally:
+        logfile.close_logfile()  # the run is over: its logfile gets its end time
 
 
 def _current() -> Backend:
