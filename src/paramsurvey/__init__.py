@@ -26,13 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .results import MapResults, MissingPsets  # noqa: F401
     from .stats import PerfStats  # noqa: F401
 
-try:
-    from importlib.metadata import PackageNotFoundError, version
-
-    __version__ = version("paramsurvey")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
-
 _LAZY = {
     "init": "._api", "map": "._api", "finalize": "._api", "backend": "._api",
     "current_core_count": "._api", "current_resources": "._api",
@@ -62,7 +55,19 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    # importlib.metadata costs ~60 ms to import: too much for worker processes that never ask
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("paramsurvey")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return _version()
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value

@@ -286,7 +286,7 @@ class Survey:
         results = self.accumulator.to_frame()
         if not self.settings.keep_results:
             return results
-        positions = list(results.index) if len(results) else []
+        positions = results.index.to_numpy() if len(results) else []
         psets = self.source.frame_for(positions)
         if not len(results):
             return psets

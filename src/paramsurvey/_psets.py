@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import chain
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ._columns import frame_from_records
@@ -83,14 +84,15 @@ class PsetSource:
 
     def frame_for(self, positions: Sequence[int]) -> pd.DataFrame:
         """The pset columns of the given positions (sorted), indexed by position."""
+        where = np.asarray(positions, dtype=np.int64)
         if self.frame is not None:
-            frame = self.frame.iloc[list(positions)]
-            frame.index = pd.Index(list(positions), dtype="int64") if len(positions) else pd.RangeIndex(0)
+            frame = self.frame.iloc[where]
+            frame.index = pd.Index(where) if len(where) else pd.RangeIndex(0)
             return frame
-        if self.records is not None and len(positions) == self.n and (
-                not positions or (positions[0] == 0 and positions[-1] == self.n - 1)):
-            return frame_from_records(self.records, positions)  # every pset, in order: no copy
-        return frame_from_records(self.get(positions), positions)
+        if self.records is not None and len(where) == self.n and (
+                len(where) == 0 or (where[0] == 0 and where[-1] == self.n - 1)):
+            return frame_from_records(self.records, where)  # every pset, in order: no copy
+        return frame_from_records(self.get(where.tolist()), where)
 
 
 def _check_records(records: Sequence[Any]) -> list[str]:
@@ -106,7 +108,8 @@ def _check_records(records: Sequence[Any]) -> list[str]:
             if not isinstance(pset, Mapping):
                 raise ValueError(f"pset {i} is a {type(pset).__name__}, not a dict: {pset!r:.100}")
     first = records[0].keys()
-    if plain and all(map(first.__eq__, map(dict.keys, records))):  # the common case: one set of keys
+    # the common case, one set of keys: every pset has len(first) keys, all of them among first's
+    if plain and set(map(len, records)) == {len(first)} and set().union(*records) == first:
         keys = list(first)
     else:
         keys = list(dict.fromkeys(chain.from_iterable(records)))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from array import array
 import sys
 import time
 import traceback
@@ -35,10 +36,10 @@ CPU_CLOCK_WORTH = 50e-6
 
 
 class GroupResult(NamedTuple):
-    ran: list[int]
-    wall: list[float]
-    iowait: list[float]
-    ok: list[int]
+    ran: Sequence[int]  # array('q') from workers; any sequence of ints is accepted
+    wall: Sequence[float]  # array('d')
+    iowait: Sequence[float]  # array('d')
+    ok: Sequence[int]  # array('q')
     columns: dict[str, list[Any]]
     absent: dict[str, list[int]]
     failures: list[tuple[int, str, str, str]]
@@ -135,10 +136,10 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     base = {"name": ctx.name, "backend": ctx.backend, "attempt": attempt}
     if ctx.chdir:
         base["chdir"] = ctx.chdir
-    ran: list[int] = []
-    wall: list[float] = []
-    iowait: list[float] = []
-    ok: list[int] = []
+    # Hot loop: every statement here is paid once per pset, and a trivial pset costs ~1 us, so
+    # positions and timings go into arrays (they pickle as raw bytes) and ran/ok are derived after.
+    wall = array("d")
+    iowait = array("d")
     columns: dict[str, list[Any]] = {}
     absent: dict[str, list[int]] = {}
     failures: list[tuple[int, str, str, str]] = []
@@ -146,6 +147,8 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     digests: list[str] | None = [] if ctx.want_digests else None
     catch: type[BaseException] | tuple[type[BaseException], ...] = (
         BaseException if ctx.catch_interrupt else (Exception, SystemExit))
+    view, timed, mono = slot.view, slot.timed, time.monotonic
+    copy_psets, out_subdirs, map_seed = ctx.copy_psets, ctx.out_subdirs, ctx.seed
     n_ok = 0
     # Reading the CPU clock costs ~2 us here (a system call), more than a trivial pset: read it per
     # pset only once psets are slow enough for that to be noise, else share the group's iowait.
@@ -153,19 +156,20 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     estimated: list[int] = []
     group_c0 = cpu()
     for position, pset in zip(positions, psets):
-        slot.mark(position)
-        if ctx.copy_psets:
+        if view is not None:  # tell the driver which pset runs, and since when (timeouts)
+            if timed:
+                view[1] = mono()
+            view[0] = position + 0.0
+        if copy_psets:
             pset = dict(pset)
         if digests is not None:
             digests.append(pset_hash(pset))
         raw_stats: dict[str, list[float]] = {}
-        system_kwargs = SystemKwargs(base)
+        system_kwargs = SystemKwargs(base, pset_index=position, raw_stats=raw_stats)
         system_kwargs._pset = pset
-        system_kwargs._map_seed = ctx.seed
-        system_kwargs["pset_index"] = position
-        system_kwargs["raw_stats"] = raw_stats
-        if ctx.out_subdirs:
-            system_kwargs["out_subdir"] = f"ps{position % ctx.out_subdirs:0{ctx.subdir_digits}d}"
+        system_kwargs._map_seed = map_seed
+        if out_subdirs:
+            system_kwargs["out_subdir"] = f"ps{position % out_subdirs:0{ctx.subdir_digits}d}"
         c0 = cpu() if precise else 0.0
         t0 = perf()
         try:
@@ -175,7 +179,6 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
             status = "exception" if isinstance(exc, Exception) else "crashed"
             failure = (position, status, repr(exc), traceback.format_exc())
         t1 = perf()
-        ran.append(position)
         wall.append(t1 - t0)
         if precise:
             io = (t1 - t0) - (cpu() - c0)
@@ -193,7 +196,6 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
         if status is not None:
             failures.append(failure)
             continue
-        ok.append(position)
         if ret:
             for key, value in ret.items():
                 column = columns.get(key)
@@ -210,10 +212,16 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     slot.set(Slot.IDLE)
     if estimated:
         _share_iowait(iowait, estimated, wall, cpu() - group_c0)
+    ran = array("q", positions)
+    if failures:
+        failed = {f[0] for f in failures}
+        ok = array("q", [p for p in positions if p not in failed])
+    else:
+        ok = ran
     return GroupResult(ran, wall, iowait, ok, columns, absent, failures, raw, digests)
 
 
-def _share_iowait(iowait: list[float], estimated: list[int], wall: list[float], group_cpu: float) -> None:
+def _share_iowait(iowait: Any, estimated: list[int], wall: Any, group_cpu: float) -> None:
     """Give the psets timed without the CPU clock the group's own fraction of time not on the CPU."""
     total = sum(wall)
     fraction = max(0.0, 1.0 - group_cpu / total) if total > 0 else 0.0
@@ -250,7 +258,7 @@ def scrub_unpicklable(result: GroupResult, error: BaseException) -> GroupResult:
     columns = {k: [v[i] for i in keep] for k, v in result.columns.items()}
     remap = {old: new for new, old in enumerate(keep)}
     absent = {k: [remap[i] for i in v if i in remap] for k, v in result.absent.items()}
-    return result._replace(ok=[result.ok[i] for i in keep], columns=columns,
+    return result._replace(ok=array("q", [result.ok[i] for i in keep]), columns=columns,
                            absent={k: v for k, v in absent.items() if v}, failures=failures)
 
 

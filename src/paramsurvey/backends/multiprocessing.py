@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import fcntl
-import json
 import math
 import mmap
 import os
@@ -176,7 +175,7 @@ class MultiprocessingBackend(Backend):
             env.setdefault(var, "1")
         try:
             self.zygote = subprocess.Popen(
-                [sys.executable, "-S", "-c", _zygote.BOOTSTRAP, json.dumps(sys.path), str(child.fileno())],
+                [sys.executable, "-S", "-c", _zygote.BOOTSTRAP, str(child.fileno()), *sys.path],
                 pass_fds=[child.fileno()], env=env, start_new_session=True, stdin=subprocess.DEVNULL)
         finally:
             child.close()
