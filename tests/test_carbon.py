@@ -264,21 +264,21 @@ def test_dying_server_logged_once_and_caught_up(carbon_log):
     assert not sender._thread.is_alive()
 
 
-def test_send_never_blocks_queue_is_bounded_close_is_brief():
-    # a server that accepts and never reads: the sender's socket fills up and its sendall blocks
+def test_send_never_blocks_and_close_is_brief():
+    # a server that accepts and never reads: once the socket buffers are full (the sender's grows
+    # to 4 MB), the sender thread is blocked in sendall
     receiver = Receiver(rcvbuf=4096, read=False)
-    sender = CarbonSender("127.0.0.1", receiver.port, retry_interval=0.2, max_queued=1000)
+    sender = CarbonSender("127.0.0.1", receiver.port, retry_interval=0.2, max_queued=300_000)
     try:
-        for n in range(50_000):  # ~4 MB of points: more than the socket buffers take
-            sender.send("m", {"finished": n, "total": 50_000})
-        assert len(sender._queue) <= 1000 and sender.dropped > 0  # the oldest made way
+        for n in range(100_000):  # 200,000 points, ~9 MB pickled
+            sender.send("m", {"finished": n, "total": 100_000})
 
         def stuck() -> bool:
             before = sender.sent
             time.sleep(0.2)
             return sender.sent == before and len(sender._queue) > 0
 
-        assert wait_until(stuck)  # the sender thread is blocked in sendall, the caller never was
+        assert wait_until(stuck), (sender.sent, len(sender._queue))  # the caller never was
         start = time.monotonic()
         sender.close()
         closing = time.monotonic() - start
@@ -287,6 +287,20 @@ def test_send_never_blocks_queue_is_bounded_close_is_brief():
     finally:
         sender.close()
         receiver.stop()
+
+
+def test_queue_is_bounded_and_keeps_the_newest():
+    sender = CarbonSender("127.0.0.1", free_port(), retry_interval=60, max_queued=100)
+    try:
+        for n in range(1000):
+            sender.send("m", {"finished": n, "total": 1000})
+        with sender._cond:
+            queued = list(sender._queue)
+        assert len(queued) <= 100 and sender.dropped >= 2000 - 100 - 500  # (a batch may be in flight)
+        assert [p for p, (_, v) in queued[-2:]] == ["paramsurvey.m.finished", "paramsurvey.m.total"]
+        assert [v for _, (_, v) in queued[-2:]] == [999.0, 1000.0]
+    finally:
+        sender.close()
 
 
 def test_paths_and_wire_format():
