@@ -75,3 +75,11 @@ def test_max_tasks_per_child_one_is_cheap():
     paramsurvey.init(backend="multiprocessing", verbose=0, max_tasks_per_child=1)
     results = paramsurvey.map(workers.echo_system, [{"x": i} for i in range(200)])
     assert results["pid"].nunique() == 200
+
+
+def test_a_worker_that_cannot_be_loaded_is_a_clear_error_and_the_next_map_works():
+    paramsurvey.init(backend="multiprocessing", verbose=0)
+    with pytest.raises(paramsurvey.BackendError, match="cannot be loaded in a worker process"):
+        paramsurvey.map(workers.Unloadable(), [{"x": i} for i in range(10)])
+    results = paramsurvey.map(workers.double, [{"x": i} for i in range(10)])
+    assert results["y"].tolist() == [2 * i for i in range(10)]

@@ -86,3 +86,17 @@ def crash_once(pset: dict[str, Any], system_kwargs: dict[str, Any], user_kwargs:
     if system_kwargs["attempt"] == 0 and pset["x"] == 1:
         os._exit(9)
     return {"attempt": system_kwargs["attempt"]}
+
+
+def _refuse_to_load() -> None:
+    raise RuntimeError("this worker cannot be loaded in a worker process")
+
+
+class Unloadable:
+    """A callable worker that pickles fine but cannot be unpickled in a worker process."""
+
+    def __call__(self, pset: dict[str, Any], system_kwargs: dict[str, Any], user_kwargs: Any) -> dict[str, Any]:
+        return {}
+
+    def __reduce__(self) -> Any:
+        return (_refuse_to_load, ())

@@ -134,16 +134,18 @@ class Survey:
         log.info("%s: starting map of %d psets on the %s backend", settings.name, len(self.todo),
                  self.backend.name, extra={"ps_verbose": 2})
         with self._sigint_guard():
+            completed = False
             try:
                 self.backend.begin_map(ctx, settings, self.wake_r)
                 self._loop()
+                completed = True
             except KeyboardInterrupt:
                 self.interrupted = True
             except BaseException:
                 self.reporter.release()  # a live progress bar must not outlive a failed map
                 raise
             finally:
-                if self.interrupted:
+                if not completed:  # interrupted or failed: nothing of this map may run on
                     self.backend.cancel()
                 self.backend.end_map()
         results = self._finish()
@@ -286,7 +288,7 @@ class Survey:
         results = self.accumulator.to_frame()
         if not self.settings.keep_results:
             return results
-        positions = results.index.to_numpy() if len(results) else []
+        positions = results.index.to_numpy() if len(results) else np.zeros(0, dtype=np.int64)
         psets = self.source.frame_for(positions)
         if not len(results):
             return psets

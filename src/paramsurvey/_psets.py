@@ -82,7 +82,7 @@ class PsetSource:
         assert self.frame is not None
         return self.frame.iloc[list(positions)].to_dict("records")  # type: ignore[return-value]
 
-    def frame_for(self, positions: Sequence[int]) -> pd.DataFrame:
+    def frame_for(self, positions: Sequence[int] | np.ndarray) -> pd.DataFrame:
         """The pset columns of the given positions (sorted), indexed by position."""
         where = np.asarray(positions, dtype=np.int64)
         if self.frame is not None:
@@ -91,8 +91,8 @@ class PsetSource:
             return frame
         if self.records is not None and len(where) == self.n and (
                 len(where) == 0 or (where[0] == 0 and where[-1] == self.n - 1)):
-            return frame_from_records(self.records, where)  # every pset, in order: no copy
-        return frame_from_records(self.get(where.tolist()), where)
+            return frame_from_records(self.records, where)  # type: ignore[arg-type]  # all, in order: no copy
+        return frame_from_records(self.get(where.tolist()), where)  # type: ignore[arg-type]
 
 
 def _check_records(records: Sequence[Any]) -> list[str]:

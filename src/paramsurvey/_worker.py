@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import os
 import pickle
-from array import array
 import sys
 import time
 import traceback
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 

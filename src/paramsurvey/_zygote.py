@@ -29,29 +29,37 @@ import select
 import signal
 import socket
 import sys
+import traceback
+from multiprocessing.connection import Connection
 from typing import Any
+
+from . import _worker
 
 PR_SET_PDEATHSIG = 1
 
 
-def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to kill this process when its parent dies (a no-op where unsupported)."""
+def _load_prctl() -> Any:
     if not sys.platform.startswith("linux"):
-        return
+        return None
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        return ctypes.CDLL(None, use_errno=True).prctl
     except Exception:  # pragma: no cover - best effort; the EOF path still cleans up
-        pass
+        return None
+
+
+# Loaded once here, before any fork: every import a worker does after fork() is paid per worker.
+_PRCTL = _load_prctl()
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to kill this process when its parent dies (a no-op where unsupported)."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
 def _run_worker(in_fd: int, out_fd: int, slot_fd: int, home: str) -> None:
-    from multiprocessing.connection import Connection
-
-    from . import _worker
-
     set_parent_death_signal()
     view = memoryview(mmap.mmap(slot_fd, 16)).cast("d")
     os.close(slot_fd)
@@ -126,8 +134,6 @@ def serve(ctrl_fd: int) -> None:
                     ctrl.close()
                     _run_worker(fds[0], fds[1], fds[2], home)
                 except BaseException:
-                    import traceback
-
                     traceback.print_exc()
                     code = 70
                 finally:

@@ -72,7 +72,7 @@ def describe_wait_status(status: int | None) -> str:
 
 
 class _Worker:
-    __slots__ = ("conn", "out_fd", "outbox", "mm", "view", "pid", "tasks", "assigned", "retiring",
+    __slots__ = ("conn", "out_fd", "outbox", "mm", "view", "pid", "tasks", "assigned", "retiring", "standby",
                  "timed_out", "died_at", "blame")
 
     def __init__(self, conn: Connection, out_fd: int, mm: mmap.mmap) -> None:
@@ -86,6 +86,7 @@ class _Worker:
         self.tasks: collections.deque[Task] = collections.deque()
         self.assigned = 0  # psets sent to this worker over its life (max_tasks_per_child)
         self.retiring = False
+        self.standby = False  # a spare, forked early to take over from a retiring worker
         self.timed_out: int | None = None  # position it was killed for
         self.died_at = 0.0
         self.blame = Slot.IDLE
@@ -274,7 +275,7 @@ class MultiprocessingBackend(Backend):
 
     def _dispatch(self) -> None:
         while self.queue:
-            live = [w for w in self.workers if not w.retiring and len(w.tasks) < PREFETCH]
+            live = [w for w in self.workers if not w.retiring and not w.standby and len(w.tasks) < PREFETCH]
             if not live:
                 return
             worker = min(live, key=lambda w: len(w.tasks))
@@ -288,6 +289,9 @@ class MultiprocessingBackend(Backend):
                 worker.assigned += len(task.positions)
                 if worker.assigned >= self.max_tasks:
                     worker.retiring = True
+                    # its successor starts now, loading the map while the last psets run, so
+                    # max_tasks_per_child=1 costs a fork, not a fork plus a start-up in series
+                    self._spawn().standby = True
             worker.tasks.append(task)
             self._send(worker, ("run", task.task_id, self.map_id, task.positions, task.psets, task.attempt))
 
@@ -355,7 +359,7 @@ class MultiprocessingBackend(Backend):
             self._send(worker, ("exit",))
             worker.close()
             self.workers.remove(worker)
-            self._spawn()
+            self._replace()
 
     def _read_ctrl(self) -> None:
         assert self.ctrl is not None
@@ -424,7 +428,17 @@ class MultiprocessingBackend(Backend):
             else:
                 requeue.append(task)
         self.queue.extendleft(reversed(requeue))
-        if self.zygote is not None and len(self.workers) < self.nworkers:
+        self._replace()
+
+    def _replace(self) -> None:
+        """Keep nworkers taking work: wake a spare if there is one, else fork a new worker."""
+        active = sum(1 for w in self.workers if not w.retiring and not w.standby)
+        if active >= self.nworkers or self.zygote is None:
+            return
+        spare = next((w for w in self.workers if w.standby), None)
+        if spare is not None:
+            spare.standby = False
+        else:
             self._spawn()
 
     def _enforce_timeouts(self, now: float) -> float:
