@@ -65,11 +65,13 @@ WORKERS = textwrap.dedent("""
         return {'y': pset['x']}
 """).replace("{", "{{").replace("}", "}}")  # the templates below are str.format()ed
 
+# As in a user's script (and as the raw Pool's script imports pandas), the imports come first.
 OURS = WORKERS + textwrap.dedent("""
     import json, sys, time
+    import pandas
+    import paramsurvey
     psets = {psets}
     t0 = time.perf_counter()
-    import paramsurvey
     paramsurvey.init(verbose=0, **{init_kwargs})
     results = paramsurvey.map({worker}, psets, verbose=0)
     df = results.results
@@ -99,10 +101,11 @@ RAW = WORKERS + textwrap.dedent("""
 # 0.4.x spawns its workers: they re-import __main__, so it needs a file and a __main__ guard.
 ORIG = WORKERS + textwrap.dedent("""
     import json, time
+    import pandas
+    import paramsurvey
     def main():
         psets = {psets}
         t0 = time.perf_counter()
-        import paramsurvey
         paramsurvey.init(backend='multiprocessing', verbose=0)
         results = paramsurvey.map({worker}, psets, verbose=0)
         df = results.to_df()

@@ -25,6 +25,12 @@ SCRIPT = textwrap.dedent("""
     def announce(user_ret, system_kwargs, user_kwargs):
         print('finished', user_ret['pset']['x'], flush=True)
 
+    if len(sys.argv) > 2:  # like IPython/Jupyter: a SIGINT handler of its own raises KeyboardInterrupt
+        import signal
+        def raise_interrupt(signum, frame):
+            raise KeyboardInterrupt
+        signal.signal(signal.SIGINT, raise_interrupt)
+
     paramsurvey.init(backend=sys.argv[1], verbose=0)
     try:
         paramsurvey.map(slow, [{'x': i} for i in range(40)], out_func=announce, group_size=1)
@@ -37,12 +43,12 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def start(tmp_path, backend):
+def start(tmp_path, backend, *extra):
     script = tmp_path / "driver.py"
     script.write_text(SCRIPT)
     env = dict(os.environ, PYTHONPATH=SRC)
-    proc = subprocess.Popen([sys.executable, str(script), backend], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=tmp_path)
+    proc = subprocess.Popen([sys.executable, str(script), backend, *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     seen = []
     deadline = time.monotonic() + 60
     while len(seen) < 2 and time.monotonic() < deadline:  # some psets have finished
@@ -69,9 +75,10 @@ def alive(pids):
     return left
 
 
-@pytest.mark.parametrize("backend", ["multiprocessing", "serial"])
-def test_sigint_raises_interrupted_with_partial_results(tmp_path, backend):
-    proc = start(tmp_path, backend)
+@pytest.mark.parametrize("backend, handler", [("multiprocessing", ()), ("serial", ()),
+                                              ("multiprocessing", ("notebook-like",))])
+def test_sigint_raises_interrupted_with_partial_results(tmp_path, backend, handler):
+    proc = start(tmp_path, backend, *handler)
     family = descendants(proc.pid)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
