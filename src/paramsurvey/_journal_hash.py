@@ -1,0 +1,280 @@
+"""The journal's identity of a pset: a 128-bit content hash computed column by column with numpy.
+
+Why not ``_hashing.pset_hash`` (canonical JSON + blake2b, one Python call per pset): it costs 2-4 us a
+pset, as much as running a trivial pset, and a journal must cost trivial surveys almost nothing
+(benchmarks/bench_journal.py). Here a whole batch of psets is hashed at once, in the driver's journal
+writer thread: ints, floats and bools by numpy integer mixing, each distinct string once with blake2b,
+and only unusual values (lists, big ints, datetimes, ...) one by one. About 0.1 us a pset.
+
+The hash is defined value by value, so it does not depend on how psets were batched, on the order of
+a pset's keys, or on whether the psets came as a list of dicts or a DataFrame:
+
+- each value is hashed by kind: ``None``; bool; int within int64; float (as its float64 bits, every
+  NaN alike, -0.0 distinct from 0.0); str; anything else through its canonical JSON
+  (``_hashing.canonical``). numpy scalars count as the Python value they stand for; ``True`` and
+  ``1`` and ``1.0`` and ``'1'`` all differ, as they do for the worker.
+- a pset folds ``(key, value)`` over its keys in sorted order; an absent key is skipped, which is not
+  the same as a key whose value is None.
+
+Two 64-bit lanes make the 128 bits; the mixer is MurmurHash3's finalizer (a bijection of 64-bit
+words). This is not a cryptographic hash: it identifies psets, it does not defend against forgery.
+Stable across processes, machines, Python, numpy and pandas versions (nothing salted, nothing
+borrowed from a library's private hashing). Changing anything here changes every journal's hashes:
+bump ``HASH_VERSION``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from collections.abc import Mapping, Sequence
+from itertools import repeat
+from typing import Any, Union
+
+import numpy as np
+
+from ._hashing import canonical
+from ._journal_arrow import BOOL, FLOAT, INT, Typed
+
+HASH_VERSION = 1
+
+_U64 = np.uint64
+_MASK = (1 << 64) - 1
+_M1 = _U64(0xFF51AFD7ED558CCD)
+_M2 = _U64(0xC4CEB9FE1A85EC53)
+_S33 = _U64(33)
+_MUL = (_U64(0x9E3779B97F4A7C15), _U64(0xD6E8FEB86659FD93))  # per-lane fold multipliers (odd)
+_INIT = (_U64(0x243F6A8885A308D3), _U64(0x13198A2E03707344))
+# Per-kind tags, xored into the 64-bit payload before mixing. The two lanes use different tags and
+# tag differences, so two values of different kinds can collide in one lane but never in both.
+_TAGS = {
+    "int": (0x6A09E667F3BCC908, 0xBB67AE8584CAA73B),
+    "float": (0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1),
+    "bool": (0x510E527FADE682D1, 0x9B05688C2B3E6C1F),
+}
+_NONE = (_U64(0x1F83D9ABFB41BD6B), _U64(0x5BE0CD19137E2179))
+_CANON_NAN = np.array([np.nan], dtype=np.float64).view(np.uint64)[0]
+
+# Exact type sets, as in _columns: bool is an int subclass, and an IntEnum must not pass as an int.
+_BOOL_TYPES = frozenset({bool, np.bool_})
+_INT_TYPES = frozenset({int} | {np.dtype(c).type for c in "bhilqpBHILQP"})
+_FLOAT_TYPES = frozenset({float} | {t for t in (np.float16, np.float32, np.float64, np.longdouble)
+                                    if np.dtype(t).itemsize <= 8})
+_STR_TYPES = frozenset({str, np.str_})
+_NONE_TYPE = type(None)
+
+Values = Union[np.ndarray, Sequence[Any]]
+
+
+def _fmix(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer, in place on a uint64 array (wrapping arithmetic)."""
+    h ^= h >> _S33
+    h *= _M1
+    h ^= h >> _S33
+    h *= _M2
+    h ^= h >> _S33
+    return h
+
+
+def _digest_lanes(data: bytes, person: bytes) -> tuple[int, int]:
+    d = hashlib.blake2b(data, digest_size=16, person=person).digest()
+    return int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little")
+
+
+def _key_lanes(key: str) -> tuple[np.uint64, np.uint64]:
+    a, b = _digest_lanes(key.encode("utf-8", "surrogatepass"), b"ps-key")
+    return _U64(a), _U64(b)
+
+
+def _payload_lanes(bits: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Hash lanes of n 64-bit payloads (a uint64 array) of one kind."""
+    t0, t1 = _TAGS[kind]
+    return _fmix(bits ^ _U64(t0)), _fmix(bits ^ _U64(t1))
+
+
+def _float_bits(values: np.ndarray) -> np.ndarray:
+    arr = np.ascontiguousarray(values, dtype=np.float64)
+    bits = arr.view(np.uint64).copy()
+    nan = np.isnan(arr)
+    if nan.any():
+        bits[nan] = _CANON_NAN
+    return bits
+
+
+def _hash_numpy(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Lanes of a numeric numpy column, or None when its dtype needs the per-value path."""
+    kind = values.dtype.kind
+    if kind == "b":
+        return _payload_lanes(values.astype(np.uint64), "bool")
+    if kind == "i":
+        return _payload_lanes(values.astype(np.int64).view(np.uint64), "int")
+    if kind == "u":
+        if values.dtype.itemsize == 8 and len(values) and values.max() > np.iinfo(np.int64).max:
+            return None  # beyond int64: hashed like a Python big int, value by value
+        return _payload_lanes(values.astype(np.int64).view(np.uint64), "int")
+    if kind == "f" and values.dtype.itemsize <= 8:
+        return _payload_lanes(_float_bits(values), "float")
+    return None
+
+
+def _hash_strings(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    # psets repeat their strings (a factor has few levels): hash each distinct one once
+    cache: dict[Any, tuple[int, int]] = {}
+    a = np.empty(len(values), dtype=np.uint64)
+    b = np.empty(len(values), dtype=np.uint64)
+    for i, s in enumerate(values):
+        lanes = cache.get(s)
+        if lanes is None:
+            lanes = cache[s] = _digest_lanes(str(s).encode("utf-8", "surrogatepass"), b"ps-str")
+        a[i], b[i] = lanes
+    return a, b
+
+
+def _hash_objects(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    a = np.empty(len(values), dtype=np.uint64)
+    b = np.empty(len(values), dtype=np.uint64)
+    for i, v in enumerate(values):
+        if type(v) in _INT_TYPES:  # an int beyond int64
+            data = b"int:" + str(int(v)).encode()
+        else:
+            data = canonical({"v": v})
+        a[i], b[i] = _digest_lanes(data, b"ps-obj")
+    return a, b
+
+
+def _hash_group(values: list[Any], t: type) -> tuple[np.ndarray, np.ndarray]:
+    """Lanes of values that all have the exact type t."""
+    n = len(values)
+    if t in _BOOL_TYPES:
+        return _payload_lanes(np.fromiter(values, dtype=bool, count=n).astype(np.uint64), "bool")
+    if t in _INT_TYPES:
+        try:
+            return _payload_lanes(np.fromiter(values, dtype=np.int64, count=n).view(np.uint64), "int")
+        except OverflowError:  # some beyond int64: sort them out value by value
+            return _hash_mixed_ints(values)
+    if t in _FLOAT_TYPES:
+        return _payload_lanes(_float_bits(np.fromiter(values, dtype=np.float64, count=n)), "float")
+    if t in _STR_TYPES:
+        return _hash_strings(values)
+    if t is _NONE_TYPE:
+        return np.full(n, _NONE[0], dtype=np.uint64), np.full(n, _NONE[1], dtype=np.uint64)
+    return _hash_objects(values)
+
+
+def _hash_mixed_ints(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = -(1 << 63), (1 << 63) - 1
+    small = [i for i, v in enumerate(values) if lo <= int(v) <= hi]
+    a = np.empty(len(values), dtype=np.uint64)
+    b = np.empty(len(values), dtype=np.uint64)
+    big = sorted(set(range(len(values))) - set(small))
+    if small:
+        sa, sb = _payload_lanes(np.array([int(values[i]) for i in small], dtype=np.int64).view(np.uint64), "int")
+        a[small], b[small] = sa, sb
+    ba, bb = _hash_objects([values[i] for i in big])
+    a[big], b[big] = ba, bb
+    return a, b
+
+
+def value_lanes(values: Values) -> tuple[np.ndarray, np.ndarray]:
+    """The two hash lanes (uint64 arrays) of each value of one column."""
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        lanes = _hash_numpy(values)
+        if lanes is not None:
+            return lanes
+        values = values.tolist()
+    elif isinstance(values, np.ndarray):
+        values = values.tolist() if values.ndim == 1 else list(values)
+    n = len(values)
+    types = list(map(type, values))
+    if n and types.count(types[0]) == n:
+        return _hash_group(list(values), types[0])
+    a = np.empty(n, dtype=np.uint64)
+    b = np.empty(n, dtype=np.uint64)
+    for t in set(types):
+        idx = [i for i, ti in enumerate(types) if ti is t]
+        ga, gb = _hash_group([values[i] for i in idx], t)
+        a[idx], b[idx] = ga, gb
+    return a, b
+
+
+def typed_lanes(column: Typed) -> tuple[np.ndarray, np.ndarray]:
+    """Lanes of a column already typed for Arrow (``_journal_arrow.typed``): its numpy array when it
+    has one, so that a column is scanned once for both."""
+    if column.kind in (BOOL, INT, FLOAT) and column.array is not None:
+        lanes = _hash_numpy(column.array)
+        if lanes is not None:
+            if column.none is not None:
+                a, b = lanes
+                a[column.none] = _NONE[0]
+                b[column.none] = _NONE[1]
+            return lanes
+    return value_lanes(column.values)
+
+
+def hash_columns(columns: Mapping[str, tuple[Values | Typed, np.ndarray | None]], n: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The 128-bit hash of each of n psets given column by column.
+
+    ``columns[key] = (values, present)``: n values (or a ``Typed`` column), and a boolean mask of
+    the psets that have the key (None: all of them). Returns two uint64 arrays, the lanes.
+    """
+    h0 = np.full(n, _INIT[0], dtype=np.uint64)
+    h1 = np.full(n, _INIT[1], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for key in sorted(columns):
+            values, present = columns[key]
+            k0, k1 = _key_lanes(key)
+            v0, v1 = typed_lanes(values) if isinstance(values, Typed) else value_lanes(values)
+            if present is not None and not present.all():
+                rows = np.flatnonzero(present)
+                h0[rows] = _fmix((h0[rows] ^ k0) * _MUL[0] + v0[rows])
+                h1[rows] = _fmix((h1[rows] ^ k1) * _MUL[1] + v1[rows])
+            else:
+                h0 = _fmix((h0 ^ k0) * _MUL[0] + v0)
+                h1 = _fmix((h1 ^ k1) * _MUL[1] + v1)
+    return h0, h1
+
+
+# "00", "01", ..., "ff" as 2-byte words: one gather turns each byte into its two hex digits
+_HEX_PAIRS = np.frombuffer(b"".join(b"%02x" % i for i in range(256)), dtype=np.uint16)
+
+
+def hex_bytes(h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
+    """The hashes as an (n, 32) uint8 array of lowercase hex digits (lane 0 then lane 1, each as
+    8 little-endian bytes): the bytes of the ``_hash`` strings, built without a Python loop."""
+    n = len(h0)
+    raw = np.empty((n, 2), dtype="<u8")
+    raw[:, 0] = h0
+    raw[:, 1] = h1
+    return _HEX_PAIRS[raw.view(np.uint8)].view(np.uint8).reshape(n, 32)
+
+
+def hex_strings(h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
+    """The hashes as an object array of 32-character str."""
+    return hex_bytes(h0, h1).view("S32").ravel().astype("U32").astype(object)
+
+
+def list_columns(psets: Sequence[Mapping[str, Any]]) -> dict[str, tuple[list[Any], np.ndarray | None]]:
+    """A list of pset dicts, column by column: key -> (values, present mask or None)."""
+    n = len(psets)
+    if not n:
+        return {}
+    first = list(psets[0].keys())
+    if set(map(len, psets)) == {len(first)}:
+        try:  # the usual case: every pset has the first one's keys (same count, and each key found)
+            return {k: (list(map(operator.itemgetter(k), psets)), None) for k in first}
+        except KeyError:
+            pass
+    keys = list(dict.fromkeys(k for p in psets for k in p))
+    out: dict[str, tuple[list[Any], np.ndarray | None]] = {}
+    for k in keys:
+        present = np.fromiter(map(operator.contains, psets, repeat(k)), dtype=bool, count=n)
+        values = [p.get(k) for p in psets]
+        out[k] = (values, None if present.all() else present)
+    return out
+
+
+def hash_psets(psets: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The journal hash of each pset dict, as 32 hex characters (for tests and one-off use)."""
+    h0, h1 = hash_columns(list_columns(psets), len(psets))
+    return hex_strings(h0, h1).tolist()

@@ -1,0 +1,553 @@
+"""The journal writer of one map(): outcomes in, Parquet part files out, from a background thread.
+
+    engine (main thread)               writer thread
+    record_group / record_lost  -->  pending --(every BUILD_SECONDS)--> Arrow tables (hashes, psets,
+                                                                        results, timings)
+                                              --(every FLUSH_SECONDS)--> one part file, fsync'd
+                                              --(FANIN parts)---------> merged into one file
+
+The engine's side costs one list append per group: everything else -- building the pset columns,
+hashing them, typing the result columns, writing and fsync'ing the file -- happens in the thread,
+mostly in numpy and Arrow code, so the survey loop never waits on the disk. Tables are built as
+outcomes arrive, so that little is left to do when the map ends. A finished pset is on disk at most
+FLUSH_SECONDS (plus the time of one write) after it arrived.
+
+``close()`` returns once the last part is on disk. A journal the engine never closed (a map that
+failed before its survey started) is closed at the interpreter's exit, by an atexit hook.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ._journal_arrow import to_arrow, typed
+from ._journal_hash import HASH_VERSION, hash_columns, hex_bytes, list_columns
+from ._journal_store import PART_META_KEY, Lock, PartName, fsync_dir, part_meta, read_part, write_meta, write_part
+from ._psets import PsetSource
+from ._worker import GroupResult
+from .backends.base import PsetLost
+
+log = logging.getLogger("paramsurvey.journal")
+
+# A finished pset reaches the disk within this many seconds (plus one write): the issue allows at
+# most one second of finished work to be lost; half of it leaves room for a slow write.
+FLUSH_SECONDS = 0.5
+# Outcomes are turned into Arrow tables this often, so that little is left to do when the map ends.
+BUILD_SECONDS = 0.05
+# Merge this many consecutive parts of one level into one file: a week-long survey flushing twice a
+# second stays at a few dozen files, and each row is rewritten only log_FANIN(parts) times.
+FANIN = 16
+# ... unless they hold more rows than this: big parts are few anyway, and a merge must stay short.
+MERGE_MAX_ROWS = 2_000_000
+
+STATUSES = ("ok", "exception", "crashed", "timeout")
+_STATUS_OBJECTS = np.array(STATUSES, dtype=object)
+SYSTEM_COLUMNS = ("_hash", "_position", "_status", "_exception", "_traceback", "_wallclock", "_iowait",
+                  "_finished", "_attempt")
+# Columns worth dictionary-encoding (few distinct values); the rest would pay for a dictionary
+# they then abandon (pyarrow tries, then falls back to plain: 2-5x slower on unique values).
+_DICT_COLUMNS = ("_status", "_exception", "_traceback", "_attempt", "_finished")
+
+
+def result_column(key: Any, pset_keys: frozenset[str]) -> str:
+    """The part-file column of a result key: the key itself, unless it could be mistaken for a pset
+    column or one of paramsurvey's own (then ``_result_<key>``)."""
+    if isinstance(key, str) and not key.startswith("_") and key not in pset_keys:
+        return key
+    return "_result_" + (key if isinstance(key, str) else repr(key))
+
+
+def _key_json(key: Any) -> Any:
+    return key if isinstance(key, (str, int, float, bool)) or key is None else repr(key)
+
+
+def pset_columns(source: PsetSource, positions: Sequence[int] | np.ndarray,
+                 psets: Sequence[Mapping[str, Any]] | None = None) -> dict[str, tuple[Any, np.ndarray | None]]:
+    """The psets at these positions, column by column: key -> (values, present mask or None).
+    A DataFrame's numeric columns stay numpy arrays; other values are what the worker receives.
+    ``psets``: the pset dicts at these positions, when the caller already has them."""
+    frame = source.frame
+    if frame is None:
+        return list_columns(source.get(list(positions)) if psets is None else psets)
+    pos = np.asarray(positions, dtype=np.int64)
+    out: dict[str, tuple[Any, np.ndarray | None]] = {}
+    for key in frame.columns:
+        series = frame[key]
+        if isinstance(series.dtype, np.dtype) and series.dtype.kind in "biuf":
+            out[key] = (series.to_numpy()[pos], None)
+        else:
+            out[key] = (series.iloc[pos].tolist(), None)
+    return out
+
+
+def _contiguous(ran: Sequence[int]) -> bool:
+    """Is ran a run of consecutive positions? (Checked at both ends: the engine's groups are either
+    a range of its todo list or a single retry; a sorted todo with gaps fails the length test.)"""
+    return len(ran) > 0 and ran[-1] - ran[0] == len(ran) - 1 and (len(ran) < 3 or ran[1] == ran[0] + 1)
+
+
+class _Rows:
+    """The rows of one part being built: outcomes in arrival order, then columns."""
+
+    def __init__(self, source: PsetSource) -> None:
+        self.source = source
+        self.n = 0
+        self.positions: list[np.ndarray] = []
+        self.psets: list[Any] | None = [] if source.frame is None else None
+        self.wall: list[np.ndarray] = []
+        self.iowait: list[np.ndarray] = []
+        self.when: list[int] = []  # per entry: microseconds since the epoch
+        self.attempt: list[int] = []  # per entry
+        self.counts: list[int] = []  # rows per entry
+        self.failed: dict[int, tuple[int, str, str]] = {}  # row -> (status code, exception, traceback)
+        self.results: dict[Any, list[tuple[int, Sequence[Any], list[int] | None]]] = {}
+        self.raw: dict[str, list[float]] = {}
+
+    def _add_rows(self, ran: Sequence[int], when: float, attempt: int) -> int:
+        base, k = self.n, len(ran)
+        if _contiguous(ran):  # the usual group: a slice of the psets
+            self.positions.append(np.arange(ran[0], ran[0] + k, dtype=np.int64))
+            if self.psets is not None:
+                self.psets.extend(self.source.get_range(ran[0], ran[0] + k))
+        else:
+            self.positions.append(np.array(ran, dtype=np.int64))
+            if self.psets is not None:
+                self.psets.extend(self.source.get(ran))
+        self.when.append(int(when * 1e6))
+        self.attempt.append(attempt)
+        self.counts.append(k)
+        self.n += k
+        return base
+
+    def add_group(self, result: GroupResult, when: float, attempt: int) -> None:
+        ran = result.ran
+        base = self._add_rows(ran, when, attempt)
+        self.wall.append(np.array(result.wall, dtype=np.float64))  # array('d') from workers: a memcpy
+        self.iowait.append(np.array(result.iowait, dtype=np.float64))
+        if not result.failures:  # the usual case: every pset of the group ok, in ran order
+            for key, column in result.columns.items():
+                self.results.setdefault(key, []).append((base, column, None))
+        else:
+            failed = {f[0]: f for f in result.failures}
+            rows: list[int] = []
+            for i, position in enumerate(ran):
+                f = failed.get(position)
+                if f is None:
+                    rows.append(base + i)
+                else:
+                    self.failed[base + i] = (_code(f[1]), f[2], f[3])
+            for key, column in result.columns.items():
+                self.results.setdefault(key, []).append((base, column, rows))
+        for name, values in result.raw.items():
+            self.raw.setdefault(name, []).extend(values)
+
+    def add_lost(self, lost: PsetLost, when: float) -> None:
+        row = self._add_rows([lost.position], when, lost.attempt)
+        self.wall.append(np.array([np.nan]))
+        self.iowait.append(np.array([np.nan]))
+        self.failed[row] = (_code(lost.status), lost.message, "")
+
+    def result_values(self, key: Any) -> list[Any]:
+        full: list[Any] = [None] * self.n
+        for base, column, rows in self.results[key]:
+            if rows is None:
+                full[base:base + len(column)] = column
+            else:
+                for row, value in zip(rows, column):
+                    full[row] = value
+        return full
+
+
+def _code(status: str) -> int:
+    return STATUSES.index(status) if status in STATUSES else STATUSES.index("crashed")
+
+
+class PartBuilder:
+    """Turns pending outcomes into one Arrow table: system columns, psets, results."""
+
+    def __init__(self, source: PsetSource) -> None:
+        self.source = source
+        self.pset_keys = frozenset(source.keys)
+        self.warned: set[Any] = set()
+
+    def build(self, entries: list[tuple[Any, ...]]) -> tuple[pa.Table, dict[str, Any]] | None:
+        rows = _Rows(self.source)
+        for entry in entries:
+            if entry[0] == "g":
+                rows.add_group(entry[1], entry[2], entry[3])
+            else:
+                rows.add_lost(entry[1], entry[2])
+        n = rows.n
+        if not n:
+            return None
+        positions = np.concatenate(rows.positions)
+        columns: dict[str, pa.Array] = {}
+        bad: set[int] = set()
+        pcols = {key: (typed(values, present), present)
+                 for key, (values, present) in pset_columns(self.source, positions, rows.psets).items()}
+        hexes = hex_bytes(*hash_columns(pcols, n))
+        offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int32)
+        columns["_hash"] = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexes))
+        columns["_position"] = pa.array(positions)
+        codes = np.zeros(n, dtype=np.int8)
+        for row, (code, _, _) in rows.failed.items():
+            codes[row] = code
+        columns["_status"] = pa.array(_STATUS_OBJECTS[codes], type=pa.string())
+        pickled: list[str] = []
+        psets: list[str] = []
+        for key, (column, _) in pcols.items():
+            array, is_pickled, unstorable = to_arrow(column)
+            columns[key] = array
+            psets.append(key)
+            if is_pickled:
+                pickled.append(key)
+            bad.update(unstorable)
+        results: list[list[Any]] = []
+        for key in rows.results:
+            name = result_column(key, self.pset_keys)
+            array, is_pickled, unstorable = to_arrow(typed(rows.result_values(key)))
+            if unstorable and key not in self.warned:
+                self.warned.add(key)
+                log.warning("paramsurvey journal: result %r of %d pset(s) cannot be pickled; those psets are "
+                            "not journaled (a resumed survey runs them again)", key, len(unstorable))
+            columns[name] = array
+            results.append([name, _key_json(key)])
+            if is_pickled:
+                pickled.append(name)
+            bad.update(unstorable)
+        self._failure_columns(rows, n, columns)
+        wall = np.concatenate(rows.wall)
+        nan = np.isnan(wall) if rows.failed else None
+        mask = nan if nan is not None and nan.any() else None
+        columns["_wallclock"] = pa.array(wall, mask=mask)
+        columns["_iowait"] = pa.array(np.concatenate(rows.iowait), mask=mask)
+        counts = np.array(rows.counts, dtype=np.int64)
+        columns["_finished"] = pa.array(np.repeat(np.array(rows.when, dtype=np.int64), counts),
+                                        type=pa.timestamp("us", tz="UTC"))
+        columns["_attempt"] = pa.array(np.repeat(np.array(rows.attempt, dtype=np.int32), counts))
+        keep = None
+        if bad:
+            keep = np.ones(n, dtype=bool)
+            keep[sorted(bad)] = False
+        counts_by_code = np.bincount(codes if keep is None else codes[keep], minlength=len(STATUSES))
+        meta = {"version": 1, "hash_version": HASH_VERSION, "psets": psets, "results": results,
+                "pickled": pickled, "raw": rows.raw,
+                "counts": {name: int(k) for name, k in zip(STATUSES, counts_by_code.tolist()) if k}}
+        table = pa.table(columns).replace_schema_metadata({PART_META_KEY: json.dumps(meta).encode()})
+        if keep is not None:
+            table = table.filter(pa.array(keep))
+        return table, meta
+
+    @staticmethod
+    def _failure_columns(rows: _Rows, n: int, columns: dict[str, pa.Array]) -> None:
+        if not rows.failed:
+            columns["_exception"] = pa.nulls(n, pa.string())
+            columns["_traceback"] = pa.nulls(n, pa.string())
+            return
+        exc: list[str | None] = [None] * n
+        tb: list[str | None] = [None] * n
+        for row, (_, e, t) in rows.failed.items():
+            exc[row], tb[row] = e, t
+        columns["_exception"] = pa.array(exc, type=pa.string())
+        columns["_traceback"] = pa.array(tb, type=pa.string())
+
+
+def write_options(schema: pa.Schema, compact: bool = False) -> dict[str, Any]:
+    """Parquet options. A live part is written plain and fast: compressing it would cost a survey
+    of trivial psets more than the rest of the journal (benchmarks/bench_journal.py); a merged part,
+    written in the background, is zstd-compressed (about half the size). Dictionaries only where
+    values repeat, statistics only where a reader filters."""
+    dictionary = [f.name for f in schema if f.name in _DICT_COLUMNS or pa.types.is_string(f.type)
+                  and f.name != "_hash"]
+    if not compact:
+        return {"compression": "none", "use_dictionary": dictionary,
+                "write_statistics": ["_position", "_finished"]}
+    compression = {name: ("none" if name == "_hash" else "zstd") for name in schema.names}
+    return {"compression": compression, "use_dictionary": dictionary}
+
+
+def _fingerprint(table: pa.Table, meta: dict[str, Any]) -> tuple[Any, ...]:
+    """Parts with equal fingerprints hold the same columns with the same types and can be merged."""
+    return (table.schema.remove_metadata(), json.dumps([meta["psets"], meta["results"], meta["pickled"]]))
+
+
+def _combine(built: list[tuple[pa.Table, dict[str, Any]]]) -> list[tuple[pa.Table, dict[str, Any]]]:
+    """Tables built since the last write, as few as possible: consecutive ones concatenated while
+    their columns agree (a column absent from one, or of null type, takes the other's type)."""
+    out: list[tuple[pa.Table, dict[str, Any]]] = []
+    for table, meta in built:
+        if out:
+            last, last_meta = out[-1]
+            try:
+                joined = pa.concat_tables([last.replace_schema_metadata(None), table.replace_schema_metadata(None)],
+                                          promote_options="default")
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                out.append((table, meta))
+                continue
+            out[-1] = (joined, _merge_meta(last_meta, meta))
+        else:
+            out.append((table, meta))
+    return [(t.replace_schema_metadata({PART_META_KEY: json.dumps(m).encode()}), m) for t, m in out]
+
+
+def _merge_meta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    raw = {name: list(values) for name, values in a.get("raw", {}).items()}
+    for name, values in b.get("raw", {}).items():
+        raw.setdefault(name, []).extend(values)
+    counts = dict(a.get("counts", {}))
+    for status, k in b.get("counts", {}).items():
+        counts[status] = counts.get(status, 0) + k
+    return {**a, "psets": list(dict.fromkeys(a["psets"] + b["psets"])),
+            "results": a["results"] + [r for r in b["results"] if r not in a["results"]],
+            "pickled": list(dict.fromkeys(a["pickled"] + b["pickled"])), "raw": raw, "counts": counts}
+
+
+def _count(entries: Sequence[tuple[Any, ...]]) -> int:
+    """How many psets these pending outcomes hold."""
+    return sum(len(e[1].ran) if e[0] == "g" else 1 for e in entries)
+
+
+# journals of this process whose writer thread is still running, by path
+_active: dict[str, Journal] = {}
+_active_lock = threading.Lock()
+
+
+def wait_for(path: str) -> None:
+    """Wait until this process has finished writing the journal at ``path`` (its last write after
+    map() returned); journals still being written by a running map are not waited for."""
+    with _active_lock:
+        journal = _active.get(path)
+    if journal is not None and journal.closed:
+        journal.wait()
+
+
+@atexit.register
+def _finish_all() -> None:
+    with _active_lock:
+        journals = list(_active.values())
+    for journal in journals:
+        journal.close()
+        journal.wait(timeout=60.0)
+
+
+class Journal:
+    """What the engine talks to during one map(); see the module docstring."""
+
+    want_digests = False  # hashes are computed here, column-wise (see _journal_hash), not per pset
+
+    def __init__(self, path: str, run: int, source: PsetSource, lock: Lock, meta: dict[str, Any],
+                 todo_count: int) -> None:
+        self.path = path
+        self.run = run
+        self.builder = PartBuilder(source)
+        self.lock = lock
+        self.meta = meta
+        self.todo_count = todo_count
+        self.pending: list[tuple[Any, ...]] = []
+        self.built: list[tuple[pa.Table, dict[str, Any]]] = []
+        self.mutex = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = False
+        self.closed = False
+        self.done = threading.Event()
+        self.last_write = time.monotonic()
+        self.seq = 0
+        self.levels: list[list[tuple[PartName, tuple[Any, ...], int]]] = []
+        self.written: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        self.retry_attempts: dict[int, int] = {}
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._thread_main, name="paramsurvey-journal", daemon=True)
+
+    def start(self) -> None:
+        with _active_lock:
+            _active[self.path] = self
+        self.thread.start()
+
+    # -- called by the engine (main thread): cheap --------------------------------------------
+    def record_group(self, result: GroupResult, source: PsetSource) -> None:
+        attempt = 0
+        if len(result.ran) == 1 and self.retry_attempts:  # a retry runs alone
+            attempt = self.retry_attempts.pop(result.ran[0], 0)
+        with self.mutex:
+            self.pending.append(("g", result, time.time(), attempt))
+
+    def record_lost(self, lost: PsetLost, source: PsetSource) -> None:
+        self.retry_attempts.pop(lost.position, None)
+        with self.mutex:
+            self.pending.append(("l", lost, time.time()))
+
+    def note_retry(self, position: int, attempt: int) -> None:
+        self.retry_attempts[position] = attempt
+
+    def maybe_flush(self) -> None:
+        """The writer thread flushes on its own clock; nothing to do in the survey loop."""
+
+    def close(self) -> None:
+        """The map is over: write what is left, finish the metadata, release the lock, and return
+        once all of it is on disk (a reader of the journal, or the next map, sees everything).
+        Little is left by then: tables were built as outcomes arrived. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        self.stopping = True
+        self.wake.set()
+        if not self.thread.is_alive() and not self.done.is_set():  # never started, or died
+            self._finish()
+        self.wait()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the last write is on disk and the lock released."""
+        try:
+            self.done.wait(timeout)
+        except KeyboardInterrupt:  # a second Ctrl-C: the last write is under way, let it land
+            log.warning("paramsurvey: finishing the journal's last write, one moment")
+            self.done.wait(timeout)
+            raise
+
+    # -- the writer thread ------------------------------------------------------------------
+    def _thread_main(self) -> None:
+        try:
+            self._write_provenance()
+        except Exception as exc:  # provenance is a nicety: never let it stop the journal
+            log.warning("paramsurvey journal %s: cannot record provenance: %s", self.path, exc)
+        try:
+            while True:
+                self.wake.wait(BUILD_SECONDS)
+                stopping = self.stopping
+                self._build()
+                if self.built and (stopping or time.monotonic() - self.last_write >= FLUSH_SECONDS):
+                    self._write_built()
+                if stopping:
+                    return
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        try:
+            if self.pending or self.built:  # the thread died: a last attempt from here
+                self._build()
+                self._write_built()
+            self._finish_meta()
+        except Exception as exc:
+            log.error("paramsurvey journal %s: cannot finish the journal: %r", self.path, exc)
+        finally:
+            self.lock.release()
+            with _active_lock:
+                if _active.get(self.path) is self:
+                    del _active[self.path]
+            self.done.set()
+
+    def _build(self) -> None:
+        with self.mutex:
+            batch, self.pending = self.pending, []
+        if not batch:
+            return
+        try:
+            built = self.builder.build(batch)
+        except Exception as exc:
+            with self.mutex:  # keep the outcomes: the next round tries again
+                self.pending[:0] = batch
+            self._failed("build", _count(batch), exc)
+            return
+        if built is not None:
+            self.built.append(built)
+
+    def _write_built(self) -> None:
+        try:
+            combined = _combine(self.built)
+            for i, (table, meta) in enumerate(combined):
+                self._write(table, meta)
+                self.built = combined[i + 1:]
+            self.built = []
+            self.last_write = time.monotonic()
+            if self.error is not None:
+                log.warning("paramsurvey journal %s: writing works again", self.path)
+                self.error = None
+        except Exception as exc:
+            self._failed("write", sum(t.num_rows for t, _ in self.built), exc)
+
+    def _failed(self, what: str, n: int, exc: Exception) -> None:
+        if self.error is None or self.stopping:
+            log.error("paramsurvey journal %s: cannot %s %d finished psets (will retry): %r", self.path, what, n, exc)
+        self.error = exc
+
+    def _write(self, table: pa.Table, meta: dict[str, Any]) -> None:
+        self.seq += 1
+        part = PartName(self.run, self.seq, self.seq)
+        write_part(self.path, part, table, write_options(table.schema))
+        for status, k in meta.get("counts", {}).items():
+            self.written[status] = self.written.get(status, 0) + k
+        self._add_level(0, part, _fingerprint(table, meta), table.num_rows)
+
+    def _add_level(self, level: int, part: PartName, fingerprint: tuple[Any, ...], nrows: int) -> None:
+        while len(self.levels) <= level:
+            self.levels.append([])
+        parts = self.levels[level]
+        parts.append((part, fingerprint, nrows))
+        # the newest consecutive run of same-shaped parts; merged only when contiguous, so that a
+        # merged file's range never covers a part it does not contain
+        k = len(parts) - 1
+        while (k > 0 and parts[k - 1][1] == fingerprint and parts[k - 1][0].hi + 1 == parts[k][0].lo
+               and len(parts) - k < FANIN):
+            k -= 1
+        group = parts[k:]
+        if len(group) < FANIN or sum(g[2] for g in group) > MERGE_MAX_ROWS:
+            return
+        merged = self._merge([g[0] for g in group])
+        if merged is not None:
+            del parts[k:]
+            self._add_level(level + 1, merged, fingerprint, sum(g[2] for g in group))
+
+    def _merge(self, group: list[PartName]) -> PartName | None:
+        tables = [read_part(self.path, p) for p in group]
+        if any(t is None for t in tables):
+            return None
+        metas = [part_meta(t.schema) for t in tables if t is not None]
+        meta = metas[0]
+        for m in metas[1:]:
+            meta = _merge_meta(meta, m)
+        table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables if t is not None])
+        table = table.replace_schema_metadata({PART_META_KEY: json.dumps(meta).encode()})
+        merged = PartName(self.run, group[0].lo, group[-1].hi)
+        write_part(self.path, merged, table, write_options(table.schema, compact=True))
+        for p in group:  # the merged file is on disk: the parts it covers can go
+            try:
+                os.unlink(os.path.join(self.path, p.name))
+            except FileNotFoundError:
+                pass
+        fsync_dir(self.path)
+        return merged
+
+    # -- metadata -----------------------------------------------------------------------------
+    def _write_provenance(self) -> None:
+        from .logfile import provenance
+
+        run = self.meta["runs"][-1]
+        info = provenance(run.pop("env_used", None))
+        info.pop("start_time", None)  # the map's own start, recorded when the journal opened
+        run.update(info)
+        write_meta(self.path, self.meta)
+
+    def _finish_meta(self) -> None:
+        run = self.meta["runs"][-1]
+        run["end_time"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        run["written"] = dict(self.written)
+        left = self.todo_count - sum(self.written.values())
+        unwritten = _count(self.pending) + sum(t.num_rows for t, _ in self.built)
+        run["state"] = "finished" if left <= 0 and not unwritten else "stopped"
+        if unwritten:
+            run["not_written"] = unwritten
+            log.error("paramsurvey journal %s: %d finished psets could not be written: a resumed survey "
+                      "runs them again", self.path, unwritten)
+        write_meta(self.path, self.meta)

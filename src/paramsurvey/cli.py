@@ -1,0 +1,248 @@
+"""The ``paramsurvey`` command line: look at a survey's journal, also while the survey runs.
+
+    paramsurvey status   JOURNAL             counts by status, rate, time remaining
+    paramsurvey failures JOURNAL             failed psets grouped by exception type, a traceback each
+    paramsurvey export   JOURNAL OUT         OUT.parquet or OUT.csv: one row per pset
+    paramsurvey plot     JOURNAL OUT.png     finished psets over time, histogram of pset durations
+
+Every command reads what is on disk now; none of them unpickles anything unless asked to
+(``export --unpickle``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .exceptions import JournalError
+
+EXIT_OK, EXIT_ERROR = 0, 1
+FAILED = ("exception", "crashed", "timeout")
+EXAMPLE_PSETS = 5  # psets listed per failure group
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    days, rest = divmod(seconds, 86400)
+    text = str(datetime.timedelta(seconds=rest))
+    return f"{days}d {text}" if days else text
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .journal import status
+
+    info = status(args.journal)
+    if args.json:
+        print(json.dumps(info, indent=1, default=str))
+        return EXIT_OK
+    counts = info["counts"]
+    failed = ", ".join(f"{counts.get(k, 0)} {k}" for k in FAILED if counts.get(k))
+    print(f"journal:   {info['journal']}  (survey {info['name']!r}, run {info['run']} of {info['runs']})")
+    state = info["state"]
+    if state == "running":
+        where = f"pid {info['pid']} on {info['host']}" if info.get("pid") else "another process"
+        line = f"running ({where}), for {_duration(info['elapsed'])}"
+    elif state == "finished":
+        line = f"finished at {info['end_time']}"
+    else:
+        line = (f"stopped{' at ' + info['end_time'] if info.get('end_time') else ''}, not finished "
+                "(interrupted or killed): run the survey again with this journal to resume")
+    print(f"state:     {line}")
+    print(f"psets:     {info['total']} total: {counts.get('ok', 0)} ok, {info['failures']} failed"
+          f"{' (' + failed + ')' if failed else ''}, {info['remaining']} to go")
+    if info["rate"]:
+        eta = f"; about {_duration(info['eta'])} remaining" if info["eta"] is not None else ""
+        print(f"rate:      {info['rate']:.3g} psets/s (this run: {info['this_run']} psets){eta}")
+    if info.get("last_finished"):
+        print(f"last:      a pset finished at {info['last_finished']}")
+    if info.get("command_line"):
+        dirty = " (with uncommitted changes)" if info.get("git_dirty") else ""
+        commit = f", git {info['git_commit'][:12]}{dirty}" if info.get("git_commit") else ""
+        print(f"command:   {info['command_line']}{commit}")
+    return EXIT_OK
+
+
+def _exception_type(text: str | None, status: str) -> str:
+    if status != "exception":
+        return status
+    m = re.match(r"([A-Za-z_][\w.]*)\(", text or "")
+    return m.group(1) if m else (text or "exception").split(":")[0][:60]
+
+
+def _pset_text(row: Any, columns: Sequence[str]) -> str:
+    parts = []
+    for c in columns:
+        v = row[c]
+        if isinstance(v, bytes):
+            text = f"<pickled, {len(v)} bytes>"
+        else:
+            item = getattr(v, "item", None)  # a numpy scalar: show the Python value
+            text = repr(item() if callable(item) and getattr(v, "ndim", 1) == 0 else v)
+        parts.append(f"{c}={text}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def cmd_failures(args: argparse.Namespace) -> int:
+    from .journal import read, read_meta
+
+    frame = read(args.journal)
+    failed = frame[frame["_status"].isin(FAILED)]
+    if not len(failed):
+        print(f"no failed psets in {args.journal} ({len(frame)} psets)")
+        return EXIT_OK
+    keys = read_meta(args.journal).get("pset_keys") or []
+    columns = [c for c in keys if c in frame.columns]
+    groups: dict[str, list[int]] = {}
+    for i, (exc, status) in enumerate(zip(failed["_exception"], failed["_status"])):
+        groups.setdefault(_exception_type(exc, status), []).append(i)
+    print(f"{len(failed)} failed psets of {len(frame)}, in {len(groups)} group(s) (each pset's latest outcome)")
+    for name, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        first = failed.iloc[rows[0]]
+        print()
+        print(f"== {name}: {len(rows)} pset(s) ({first['_status']}) ==")
+        for i in rows[:EXAMPLE_PSETS]:
+            print(f"  pset {failed.iloc[i]['_position']}: {_pset_text(failed.iloc[i], columns)}")
+        if len(rows) > EXAMPLE_PSETS:
+            print(f"  ... and {len(rows) - EXAMPLE_PSETS} more")
+        print(f"  {first['_exception']}")
+        traceback = first["_traceback"]
+        if traceback:
+            print("  " + str(traceback).rstrip().replace("\n", "\n  "))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .journal import read
+
+    out = args.out
+    kind = "parquet" if re.search(r"\.(parquet|pq)$", out) else "csv" if re.search(r"\.csv(\.\w+)?$", out) else None
+    if kind is None:
+        print(f"paramsurvey export: cannot tell the format of {out!r}: name it .parquet or .csv", file=sys.stderr)
+        return EXIT_ERROR
+    frame = read(args.journal, unpickle=args.unpickle, history=args.history)
+    if kind == "parquet":
+        try:
+            frame.to_parquet(out, index=False)
+        except Exception as exc:  # unpickled objects Parquet cannot hold
+            print(f"paramsurvey export: {out}: Parquet cannot hold these values ({exc}); export without "
+                  "--unpickle, or to .csv", file=sys.stderr)
+            return EXIT_ERROR
+    else:
+        for column in frame.columns:
+            if frame[column].dtype == object and frame[column].map(lambda v: isinstance(v, bytes)).any():
+                frame[column] = frame[column].map(
+                    lambda v: f"<pickled, {len(v)} bytes>" if isinstance(v, bytes) else v)
+        frame.to_csv(out, index=False)
+    print(f"wrote {len(frame)} rows, {len(frame.columns)} columns to {out}")
+    return EXIT_OK
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    try:
+        import matplotlib
+    except ImportError:
+        print("paramsurvey plot needs matplotlib: pip install 'paramsurvey[plot]'", file=sys.stderr)
+        return EXIT_ERROR
+    matplotlib.use("Agg")
+    import matplotlib.dates
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .journal import read
+
+    frame = read(args.journal)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7))
+    if len(frame):
+        finished = frame.sort_values("_finished")
+        when = finished["_finished"].dt.tz_convert(None)
+        ok = (finished["_status"] == "ok").to_numpy()
+        top.step(when, np.cumsum(ok), where="post", label="ok")
+        if (~ok).any():
+            top.step(when, np.cumsum(~ok), where="post", label="failed", color="tab:red")
+        top.legend(loc="upper left")
+        locator = matplotlib.dates.AutoDateLocator()
+        top.xaxis.set_major_locator(locator)
+        top.xaxis.set_major_formatter(matplotlib.dates.ConciseDateFormatter(locator))
+    top.set_title(f"{args.journal}: finished psets over time (UTC)")
+    top.set_ylabel("psets (cumulative)")
+    wall = frame["_wallclock"].dropna().to_numpy() if len(frame) else np.zeros(0)
+    wall = wall[wall > 0]
+    if len(wall):
+        lo, hi = wall.min(), wall.max()
+        log = hi / lo > 100
+        bins = np.geomspace(lo, hi, 50) if log and hi > lo else 50
+        bottom.hist(wall, bins=bins)
+        if log:
+            bottom.set_xscale("log")
+    bottom.set_title("pset durations")
+    bottom.set_xlabel("seconds")
+    bottom.set_ylabel("psets")
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=100)
+    plt.close(fig)
+    print(f"wrote {args.out}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="paramsurvey", description="Look at a paramsurvey journal (also while its survey runs).",
+        epilog="A journal is the directory given to paramsurvey.map(..., journal=PATH).")
+    parser.add_argument("--version", action="version", version=f"paramsurvey {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("status", help="counts by status, rate and time remaining",
+                       description="How far the survey is: psets by status, the rate, and the time remaining "
+                                   "while it runs.")
+    p.add_argument("journal", help="the journal directory")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("failures", help="failed psets grouped by exception type",
+                       description="The failed psets (each pset's latest outcome), grouped by exception type or "
+                                   "crash, with a few of the psets and one full traceback per group.")
+    p.add_argument("journal", help="the journal directory")
+    p.set_defaults(func=cmd_failures)
+
+    p = sub.add_parser("export", help="write the journal to .parquet or .csv",
+                       description="Write one row per pset (its latest outcome): the pset columns, the result "
+                                   "columns, then paramsurvey's (_status, _exception, ...).")
+    p.add_argument("journal", help="the journal directory")
+    p.add_argument("out", help="OUT.parquet or OUT.csv (.csv.gz compresses)")
+    p.add_argument("--history", action="store_true", help="every outcome ever written, not one per pset")
+    p.add_argument("--unpickle", action="store_true",
+                   help="unpickle values stored pickled (lists, objects); only for a journal you trust")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("plot", help="PNG: finished psets over time, histogram of pset durations",
+                       description="Plot the finished psets over time and the distribution of pset durations "
+                                   "(needs matplotlib: pip install 'paramsurvey[plot]').")
+    p.add_argument("journal", help="the journal directory")
+    p.add_argument("out", help="the PNG file to write")
+    p.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``paramsurvey`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except JournalError as exc:
+        print(f"paramsurvey {args.command}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # e.g. piped into head
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""The journal: every finished pset on disk as it arrives, so that a survey survives ``kill -9``.
+
+``paramsurvey.map(func, psets, journal='survey.journal')`` writes a directory of Parquet files (see
+``docs/journal.md`` for the format and why). Running the same survey again with the same journal runs
+only the psets without an outcome -- failed ones again unless ``rerun_failed=False`` -- and returns
+the complete results, as if the survey had never stopped. Psets are recognised by a hash of their
+content, so the psets may be rebuilt in another order.
+
+Reading a journal, from Python or with the ``paramsurvey`` command line::
+
+    >>> from paramsurvey import journal                           # doctest: +SKIP
+    >>> df = journal.read('survey.journal')     # one row per pset: its latest outcome
+    >>> meta = journal.read_meta('survey.journal')    # the survey, and provenance of each run
+
+or directly, with any Parquet reader: ``pandas.read_parquet('survey.journal')``, duckdb's
+``read_parquet('survey.journal/*.parquet', union_by_name=true)``, polars'
+``scan_parquet('survey.journal/*.parquet')``. Reading never unpickles anything unless asked to.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._columns import ColumnAccumulator
+from ._config import Settings
+from ._journal_hash import hash_columns, hex_strings
+from ._journal_store import (
+    FORMAT,
+    FORMAT_VERSION,
+    LOCK,
+    META,
+    Lock,
+    covered_parts,
+    damaged_parts,
+    host,
+    is_locked,
+    list_parts,
+    parse_part,
+    write_meta,
+)
+from ._journal_store import read_meta as _read_meta
+from ._journal_writer import STATUSES, Journal, pset_columns, wait_for
+from ._psets import PsetSource
+from ._worker import GroupResult
+from .exceptions import JournalError
+
+__all__ = ["JournalError", "open_for_map", "read", "read_meta", "status"]
+
+log = logging.getLogger("paramsurvey.journal")
+
+# paramsurvey's columns in a read() frame, after the pset and result columns
+TAIL_COLUMNS = ("_status", "_exception", "_traceback", "_wallclock", "_iowait", "_finished", "_attempt",
+                "_run", "_position", "_hash")
+# status: the rate is measured over the newest psets of this window
+RATE_WINDOW = 60.0
+
+
+# -- reading --------------------------------------------------------------------------------------
+def _check_journal(path: str) -> str:
+    path = os.path.abspath(os.fspath(path))
+    wait_for(path)  # a map of this process may still be writing its last part
+    if not os.path.isdir(path):
+        raise JournalError(f"{path} is not a journal: no such directory")
+    if _read_meta(path) is None and not list_parts(path):
+        raise JournalError(f"{path} is not a paramsurvey journal (no {META}, no part files)")
+    return path
+
+
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The journal's metadata: the survey (name, number of psets, pset keys) and, in ``runs``, one
+    record per run with its provenance (start and end time, host, user, command line, versions,
+    git commit and whether the working tree had changes, ``PARAMSURVEY_*`` settings).
+
+    Example
+    -------
+    >>> paramsurvey.journal.read_meta('survey.journal')['runs'][-1]['git_commit']   # doctest: +SKIP
+    """
+    path = _check_journal(os.fspath(path))
+    return _read_meta(path) or {}
+
+
+def read(path: str | os.PathLike[str], unpickle: bool = False, history: bool = False) -> pd.DataFrame:
+    """A journal as a DataFrame: the pset columns, the result columns, then paramsurvey's
+    (``_status``, ``_exception``, ``_traceback``, ``_wallclock``, ``_iowait``, ``_finished``,
+    ``_attempt``, ``_run``, ``_position``, ``_hash``).
+
+    Parameters
+    ----------
+    path : the journal directory
+    unpickle : bool, default False
+        Values that Parquet cannot hold (lists, objects, ...) are stored pickled; they are returned
+        as ``bytes`` unless ``unpickle=True``. Only unpickle a journal you trust.
+    history : bool, default False
+        False: one row per pset, its latest outcome (its newest success, else its newest failure).
+        True: every row ever written, e.g. a failure and then the success of its re-run.
+
+    Works on a journal that a survey is writing (it reads what is on disk now).
+
+    Example
+    -------
+    >>> df = paramsurvey.journal.read('survey.journal')        # doctest: +SKIP
+    >>> df[df._status != 'ok']                                  # doctest: +SKIP
+    """
+    from ._journal_read import JournalRows
+
+    path = _check_journal(os.fspath(path))
+    rows = JournalRows.load(path)
+    selected = np.arange(rows.n, dtype=np.int64) if history else rows.latest()
+    return _frame(rows, selected, unpickle)
+
+
+def _frame(rows: Any, selected: np.ndarray, unpickle: bool) -> pd.DataFrame:
+    n = len(selected)
+    values = rows.gather(selected, "psets", unpickle, by_key=False)
+    results = rows.gather(selected, "results", unpickle, by_key=False)
+    for name, column in results.items():
+        values.setdefault(name, column)
+    acc = ColumnAccumulator()
+    acc.add_chunk(range(n), values)
+    frame = acc.to_frame() if n else pd.DataFrame({k: pd.Series([], dtype=object) for k in values})
+    exc, tb = rows.failures(selected)
+    tail = {
+        "_status": pd.Series(rows.status[selected], dtype=object),
+        "_exception": pd.Series(exc, dtype=object),
+        "_traceback": pd.Series(tb, dtype=object),
+        "_wallclock": rows.wall[selected],
+        "_iowait": rows.iowait[selected],
+        "_finished": pd.to_datetime(rows.finished[selected]).tz_localize("UTC"),
+        "_attempt": rows.attempt[selected],
+        "_run": rows.run[selected],
+        "_position": rows.position[selected],
+        "_hash": pd.Series(rows.hash[selected], dtype=object),
+    }
+    frame = frame.reset_index(drop=True)
+    for name in TAIL_COLUMNS:
+        column = tail[name]
+        # object, like the results' string columns (pandas 3 would infer its str dtype, NaN for None)
+        frame[name] = column.set_axis(frame.index) if isinstance(column, pd.Series) else column
+    return frame
+
+
+def status(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Where a survey stands, from its journal (also while it runs): a dict with ``state``
+    ('running', 'finished' or 'stopped'), ``total``, ``counts`` by status, ``remaining``, and, for
+    the latest run, ``rate`` (psets per second), ``eta`` (seconds, while running), its provenance.
+
+    Example
+    -------
+    >>> paramsurvey.journal.status('survey.journal')['remaining']       # doctest: +SKIP
+    """
+    from ._journal_read import JournalRows
+
+    path = _check_journal(os.fspath(path))
+    meta = _read_meta(path) or {}
+    rows = JournalRows.load(path, light=True)
+    running = is_locked(path)
+    runs = meta.get("runs") or [{}]
+    last = runs[-1]
+    run_no = int(last.get("run", rows.run.max() if rows.n else 1))
+    this = rows.run == run_no
+    counts = dict.fromkeys(STATUSES, 0)
+    for name, k in (last.get("adopted") or {}).items():
+        counts[name] = counts.get(name, 0) + int(k)
+    this_status = rows.status[this]
+    for name in set(this_status.tolist()):
+        counts[name] = counts.get(name, 0) + int((this_status == name).sum())
+    if "adopted" not in last:  # no metadata: count the journal's latest outcomes
+        latest = rows.status[rows.latest()]
+        counts = {name: int((latest == name).sum()) for name in set(latest.tolist()) | set(STATUSES)}
+    total = int(last.get("total", sum(counts.values())))
+    done = sum(counts.values())  # a failure is an outcome too (a resume runs it again)
+    remaining = max(0, total - done)
+    finished_this = rows.finished[this]
+    now = np.datetime64(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None), "us")
+    start = _parse_time(last.get("start_time"))
+    rate = _rate(finished_this, start, now if running else None)
+    state = "running" if running else ("finished" if last.get("state") == "finished" or (
+        remaining == 0 and total) else "stopped")
+    info: dict[str, Any] = {
+        "journal": path, "name": meta.get("name"), "state": state, "total": total, "counts": counts,
+        "failures": counts["exception"] + counts["crashed"] + counts["timeout"] + sum(
+            v for k, v in counts.items() if k not in STATUSES),
+        "remaining": remaining, "run": run_no, "runs": len(meta.get("runs") or []),
+        "this_run": int(this.sum()), "rate": rate,
+        "eta": (remaining / rate) if running and rate else None,
+        "start_time": last.get("start_time"), "end_time": last.get("end_time"),
+        "last_finished": (str(pd.Timestamp(finished_this.max()).tz_localize("UTC").isoformat())
+                          if len(finished_this) else None),
+        "host": last.get("host"), "pid": last.get("pid"), "command_line": last.get("command_line"),
+        "git_commit": last.get("git_commit"), "git_dirty": last.get("git_dirty"),
+        "elapsed": float((now - start) / np.timedelta64(1, "s")) if start is not None else None,
+    }
+    return info
+
+
+def _parse_time(text: Any) -> np.datetime64 | None:
+    if not text:
+        return None
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError:
+        return None
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.to_datetime64().astype("datetime64[us]")
+
+
+def _rate(finished: np.ndarray, start: np.datetime64 | None, now: np.datetime64 | None) -> float | None:
+    """Psets per second: over the last RATE_WINDOW seconds while running, else over the run."""
+    if not len(finished):
+        return None
+    last = finished.max()
+    end = now if now is not None else last
+    if now is not None:
+        since = end - np.timedelta64(int(RATE_WINDOW * 1e6), "us")
+        if start is None or start < since:
+            recent = finished[finished > since]
+            if len(recent) >= 10:
+                return len(recent) / RATE_WINDOW
+    begin = start if start is not None else finished.min()
+    seconds = float((end - begin) / np.timedelta64(1, "s"))
+    return len(finished) / seconds if seconds > 0 else None
+
+
+# -- writing: the map's side -----------------------------------------------------------------------
+def _prepare(path: str) -> None:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise JournalError(f"journal={path!r} is a file; a journal is a directory (give a new path)")
+    os.makedirs(path, exist_ok=True)
+    names = [n for n in os.listdir(path) if n != LOCK and not n.startswith(".tmp-")]
+    if names and META not in names and not any(parse_part(n) for n in names):
+        raise JournalError(f"journal={path!r} is a directory that is not a paramsurvey journal "
+                           f"(it holds {names[0]!r}, ...): give a new or empty directory")
+
+
+def _holder(path: str) -> str:
+    try:
+        run = (_read_meta(path) or {}).get("runs", [{}])[-1]
+    except JournalError:
+        return "unknown"
+    return f"pid {run.get('pid')} on {run.get('host')}, started {run.get('start_time')}"
+
+
+def _tidy(path: str) -> None:
+    """Holding the lock: remove what a killed writer left behind, set damaged parts aside."""
+    for name in os.listdir(path):
+        if name.startswith(".tmp-"):
+            try:
+                os.unlink(os.path.join(path, name))
+            except OSError:
+                pass
+    for part in covered_parts(path):
+        try:
+            os.unlink(os.path.join(path, part.name))
+        except OSError:
+            pass
+    for part in list(damaged_parts(path)):
+        aside = f"_damaged-{part.name[:-len('.parquet')]}.bin"
+        log.warning("paramsurvey journal %s: part %s is damaged (cut short?): set aside as %s; its psets "
+                    "will run again", path, part.name, aside)
+        os.replace(os.path.join(path, part.name), os.path.join(path, aside))
+
+
+def source_hashes(source: PsetSource) -> np.ndarray:
+    """The journal hash of every pset of a survey (on resume only), in position order."""
+    positions = range(len(source))
+    return hex_strings(*hash_columns(pset_columns(source, positions), len(source)))
+
+
+def open_for_map(settings: Settings, source: PsetSource) -> tuple[Journal, list[int] | None, list[GroupResult]]:
+    """Open (or create) ``settings.journal`` for one map(): returns the journal the engine writes
+    to, the positions still to run (None: all) and the outcomes the journal already holds."""
+    path = settings.journal
+    assert path is not None
+    started = time.perf_counter()
+    wait_for(path)  # the previous map of this process on this journal: its last write
+    _prepare(path)
+    lock = Lock(path)
+    lock.acquire(_holder(path))
+    try:
+        _tidy(path)
+        meta = _read_meta(path)
+        rows = None
+        if list_parts(path):  # a journal to resume from (the reader is not imported for a new one)
+            from ._journal_read import JournalRows
+
+            rows = JournalRows.load(path)
+        runs = (meta or {}).get("runs", [])
+        run = 1 + max([0] + [int(r.get("run", 0)) for r in runs] + ([int(rows.run.max())] if rows and rows.n else []))
+        todo: list[int] | None = None
+        done: list[GroupResult] = []
+        adopted = dict.fromkeys(STATUSES, 0)
+        if rows is not None and rows.n:
+            todo, done, adopted = _resume(path, rows, meta, settings, source)
+        if meta is None or not rows or not rows.n:
+            meta = {"format": FORMAT, "version": FORMAT_VERSION, "name": settings.name,
+                    "created": _now(), "runs": runs}
+        meta.update(name=settings.name, total=len(source), pset_keys=list(source.keys), seed=settings.seed)
+        meta.setdefault("runs", []).append({
+            "run": run, "start_time": _now(), "pid": os.getpid(), "host": host(), "state": "running",
+            "total": len(source), "todo": len(source) if todo is None else len(todo), "adopted": adopted,
+            "env_used": dict(settings.env_used), "rerun_failed": settings.rerun_failed,
+            "extend_journal": settings.extend_journal})
+        write_meta(path, meta)
+        journal = Journal(path, run, source, lock, meta, len(source) if todo is None else len(todo))
+        journal.start()
+    except BaseException:
+        lock.release()
+        raise
+    if rows is not None and rows.n:
+        log.info("%s: journal %s holds %d of %d psets; %d to run (opened in %.2f s)", settings.name, path,
+                 len(source) - len(todo or []), len(source), len(todo or []), time.perf_counter() - started,
+                 extra={"ps_verbose": 1})
+    return journal, todo, done
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _resume(path: str, rows: Any, meta: dict[str, Any] | None, settings: Settings,
+            source: PsetSource) -> tuple[list[int], list[GroupResult], dict[str, int]]:
+    from ._journal_read import Match
+
+    match = Match(rows, source_hashes(source), settings.rerun_failed)
+    journal_total = (meta or {}).get("total")
+    other_size = journal_total is not None and int(journal_total) != len(source)
+    if (match.foreign or other_size) and not settings.extend_journal:
+        problems = []
+        if match.foreign:
+            problems.append(f"{match.foreign} of the {match.journal_psets} psets it has outcomes for are not "
+                            "in this survey")
+        if other_size:
+            problems.append(f"it was made for a survey of {journal_total} psets, this one has {len(source)}")
+        raise JournalError(f"journal {path} does not match this survey: {'; '.join(problems)}. Pass "
+                           "extend_journal=True to add this survey's psets to it, or use another journal")
+    ok_columns = rows.gather(match.ok_row, "results", unpickle=True, by_key=True)
+    in_group = ~np.isnan(rows.wall[match.fail_row])  # exceptions were timed; crashes were not
+    ran_rows = np.concatenate([match.ok_row, match.fail_row[in_group]])
+    ran_pos = np.concatenate([match.ok_pos, match.fail_pos[in_group]])
+    exc, tb = rows.failures(match.fail_row)
+    failures = [(int(p), str(s), e or "", t or "") for p, s, e, t in
+                zip(match.fail_pos.tolist(), rows.status[match.fail_row].tolist(), exc, tb)]
+    done = GroupResult(ran=ran_pos.tolist(), wall=rows.wall[ran_rows].tolist(),
+                       iowait=np.nan_to_num(rows.iowait[ran_rows]).tolist(), ok=match.ok_pos.tolist(),
+                       columns=ok_columns, absent={}, failures=failures, raw=rows.raw_timers(), digests=None)
+    adopted = dict.fromkeys(STATUSES, 0)
+    adopted["ok"] = len(match.ok_pos)
+    for _, status, _, _ in failures:
+        adopted[status] = adopted.get(status, 0) + 1
+    return match.todo.tolist(), [done], adopted
