@@ -181,8 +181,7 @@ def status(path: str | os.PathLike[str]) -> dict[str, Any]:
     now = np.datetime64(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None), "us")
     start = _parse_time(last.get("start_time"))
     rate = _rate(finished_this, start, now if running else None)
-    state = "running" if running else ("finished" if last.get("state") == "finished" or (
-        remaining == 0 and total) else "stopped")
+    state = "running" if running else ("finished" if last.get("state") == "finished" else "stopped")
     info: dict[str, Any] = {
         "journal": path, "name": meta.get("name"), "state": state, "total": total, "counts": counts,
         "failures": counts["exception"] + counts["crashed"] + counts["timeout"] + sum(
