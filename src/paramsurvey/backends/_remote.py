@@ -1,0 +1,274 @@
+"""What the Ray and Dask backends share: the task that runs one group inside a remote worker, and
+the driver-side splitting of groups (by per-pset options, after a crash, for max_tasks_per_child).
+
+    driver                                            remote worker process (Ray or Dask)
+    ------                                            -----------------------------------
+    begin_map: setup = pickle((sys.path, cloudpickle(ctx), thread env, cwd, timeout))
+               stored once per map (ray.put / a Dask task) -------> fetched on the first group only,
+                                                                   then cached by map token
+    submit:    (token, setup, positions, psets, attempt, cores) -> run_task():
+                                                                   run_group(ctx, ...) ->
+    poll:      GroupResult <---- pickle.dumps(GroupResult) (bytes) <---'
+
+A group is returned as bytes pickled in the worker: a result that cannot be pickled is found there
+and made a failure of its pset alone (``scrub_unpicklable``), as the multiprocessing backend does.
+
+Standard library only at import (plus paramsurvey's light ``_worker``): this module loads in every
+Ray/Dask worker process.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+from .. import _hashing
+from .. import _worker as _worker_module
+from .._worker import GroupResult, MapContext, Slot, run_group, scrub_unpicklable
+from .base import Task
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Maps whose context a worker process keeps: the current one, and one more for a map that begins
+# while stragglers of the previous one still run elsewhere.
+CONTEXTS_KEPT = 2
+# A group that took its worker down is split into this many pieces, each run again: the pieces
+# without the killer pset finish, the one holding it is split again, down to the pset alone.
+# 8 pieces: few rounds of crashes (each costs a worker restart), few extra tasks.
+CRASH_SPLIT = 8
+# After a pset ran past its timeout and was interrupted, if it is still not done this much later
+# (stuck in C code, which no signal handler reaches), its worker process ends itself.
+HARD_TIMEOUT_GRACE = 10.0
+
+# map token -> (context, the driver's directory, the user's thread variables, timeout)
+_Entry = tuple[MapContext, str, dict[str, str], "float | None"]
+_contexts: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
+_contexts_lock = threading.Lock()
+
+
+# -- driver side -----------------------------------------------------------------------------------
+def make_setup(ctx: MapContext, timeout: float | None) -> bytes:
+    """Everything a worker needs for one map, pickled once (the context itself with cloudpickle, so
+    that lambdas, closures and functions of __main__ travel by value)."""
+    import cloudpickle
+
+    ctx.copy_psets = False  # psets arrive as fresh copies: the worker cannot change the caller's
+    ctx.catch_interrupt = True  # a KeyboardInterrupt in a remote worker is the pset's failure
+    ctx.timed = False
+    ctx.sys_path = list(sys.path)
+    try:
+        blob = cloudpickle.dumps(ctx)
+    except Exception as exc:
+        raise TypeError(f"the worker function, user_kwargs or out_subdirs could not be pickled "
+                        f"to send to remote workers: {exc!r}") from exc
+    user_threads = {var: os.environ[var] for var in THREAD_VARS if os.environ.get(var)}
+    return pickle.dumps((list(sys.path), blob, user_threads, os.getcwd(), timeout),
+                        protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode(payload: Any) -> GroupResult:
+    """A task's return value back to a GroupResult; a worker that could not load the map's function
+    is the backend's failure, not the psets'."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        result = pickle.loads(payload)
+        assert isinstance(result, GroupResult)
+        return result
+    from ..exceptions import BackendError
+
+    _, error, tb = payload
+    raise BackendError(f"a remote worker could not load the worker function: {error}\n{tb}"
+                       "(Is it defined in a module the workers can import, with the same packages "
+                       "installed on every node? Functions of __main__, lambdas and closures are "
+                       "shipped by value.)")
+
+
+def split_by(task: Task, key: str) -> list[tuple[Any, Task]]:
+    """Cut a group where the psets' per-pset option dict (``pset[key]``) changes: a task's options
+    apply to all of its psets. Returns (options or None, sub-task) pairs in order."""
+    psets = task.psets
+    if not any(key in pset for pset in psets):
+        return [(None, task)]
+    pieces: list[tuple[Any, Task]] = []
+    start = 0
+    current = psets[0].get(key)
+    for i in range(1, len(psets) + 1):
+        value = psets[i].get(key) if i < len(psets) else None
+        if i == len(psets) or value != current:
+            pieces.append((current, sub_task(task, start, i)))
+            start = i
+            current = value
+    return pieces
+
+
+def sub_task(task: Task, start: int, stop: int) -> Task:
+    if start == 0 and stop == len(task.positions):
+        return task
+    return Task(task.task_id, task.positions[start:stop], task.psets[start:stop], task.attempt, task.resources)
+
+
+def chunks(task: Task, size: int) -> list[Task]:
+    n = len(task.positions)
+    return [sub_task(task, i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def split_after_crash(task: Task) -> list[Task]:
+    n = len(task.positions)
+    return chunks(task, -(-n // min(CRASH_SPLIT, n)))
+
+
+def failed_group(positions: Sequence[int], psets: Sequence[dict[str, Any]], message: str,
+                 want_digests: bool) -> GroupResult:
+    """Every pset of a group that could not run (e.g. bad per-pset options) as an 'exception'
+    failure, so the survey goes on and the reason lands in ``missing``."""
+    n = len(positions)
+    digests = [_hashing.pset_hash(p) for p in psets] if want_digests else None
+    return GroupResult(list(positions), [0.0] * n, [0.0] * n, [], {}, {},
+                       [(p, "exception", message, "") for p in positions], {}, digests)
+
+
+def options_key(options: dict[str, Any]) -> Hashable:
+    return repr(sorted(options.items()))
+
+
+# -- worker side -----------------------------------------------------------------------------------
+def run_task(token: str, fetch: Callable[[], bytes], positions: Sequence[int], psets: Sequence[dict[str, Any]],
+             attempt: int, cores: int, view: SlotView | None = None) -> Any:
+    """The body of every Ray/Dask task: run one group, return it pickled (or a setup error).
+
+    ``view``, if given, hears of each pset as it starts (see SlotView)."""
+    try:
+        ctx, home, user_threads, timeout = _context(token, fetch)
+    except BaseException as exc:
+        return ("setup_error", repr(exc), traceback.format_exc())
+    threads = str(max(1, int(cores)))
+    for var in THREAD_VARS:  # numeric libraries get the pset's cores unless the user said otherwise
+        os.environ[var] = user_threads.get(var, threads)
+    try:
+        os.chdir(ctx.chdir or home)  # the driver's directory, where it exists on this node
+    except OSError as exc:
+        if ctx.chdir:  # asked for, and missing on this node: every pset fails the same way
+            message = repr(OSError(f"chdir={ctx.chdir!r} is not usable on this node: {exc!r}"))
+            return pickle.dumps(failed_group(positions, psets, message, ctx.want_digests))
+    alarm = None
+    if timeout is not None and threading.current_thread() is threading.main_thread():
+        alarm = view = _Alarm(timeout)
+    slot = Slot(view, timed=False) if view is not None else _worker_module.NO_SLOT
+    result = run_group(ctx, positions, psets, attempt, slot)
+    if alarm is not None and alarm.fired:
+        result = _mark_timeouts(result, alarm.fired, alarm.timeout)
+    try:
+        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # a result value that cannot travel: that pset fails, the rest travel
+        return pickle.dumps(scrub_unpicklable(result, exc), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _context(token: str, fetch: Callable[[], bytes]) -> _Entry:
+    with _contexts_lock:
+        cached = _contexts.get(token)
+        if cached is not None:
+            _contexts.move_to_end(token)
+            return cached
+    sys_path, blob, user_threads, home, timeout = pickle.loads(fetch())
+    for path in reversed(sys_path):  # before unpickling: functions of the user's modules load by name
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    ctx = pickle.loads(blob)
+    entry: _Entry = (ctx, home, user_threads, timeout)
+    with _contexts_lock:
+        _contexts[token] = entry
+        while len(_contexts) > CONTEXTS_KEPT:
+            _contexts.popitem(last=False)
+    return entry
+
+
+class PsetTimeout(BaseException):
+    """Raised inside a pset that ran past its timeout (a BaseException: ``except Exception`` in the
+    user's code must not swallow it)."""
+
+
+class SlotView:
+    """Stands in for the shared memory a multiprocessing worker's ``Slot`` writes to: ``run_group``
+    stores each pset's position in ``view[0]`` as the pset starts, and -1 when the group is done.
+    Subclasses act on it in the worker itself."""
+
+    def __setitem__(self, index: int, value: float) -> None:
+        if index == 0:
+            self.position(int(value))
+
+    def position(self, position: int) -> None:
+        raise NotImplementedError
+
+
+class _Alarm(SlotView):
+    """Per-pset timeout by SIGALRM in the worker process's main thread (where Ray runs tasks).
+
+    The timer is armed as each pset starts; the handler raises PsetTimeout inside the pset.
+    A pset stuck in C code never returns to the interpreter: a watchdog thread ends the process
+    ``HARD_TIMEOUT_GRACE`` seconds later (the engine then sees a crash, as for any dead worker).
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.current = -1
+        self.started = 0.0
+        self.fired: set[int] = set()
+        _install_alarm(self)
+
+    def position(self, position: int) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self.current = position
+        if position >= 0:
+            self.started = time.monotonic()
+            signal.setitimer(signal.ITIMER_REAL, self.timeout)
+
+
+_active_alarm: _Alarm | None = None
+_watchdog: threading.Thread | None = None
+# Frames of paramsurvey's own bookkeeping around psets: an alarm landing there is retried shortly
+# rather than raised outside the try block that records a pset's failure.
+_OWN_FILES = frozenset({_worker_module.__file__, _hashing.__file__, __file__})
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    alarm = _active_alarm
+    if alarm is None or alarm.current < 0:
+        return
+    if frame is not None and frame.f_code.co_filename in _OWN_FILES:
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        return
+    alarm.fired.add(alarm.current)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)  # again, should the pset's code swallow the first
+    raise PsetTimeout(f"pset ran past its timeout of {alarm.timeout:g} s")
+
+
+def _install_alarm(alarm: _Alarm) -> None:
+    global _active_alarm, _watchdog
+    _active_alarm = alarm
+    if signal.getsignal(signal.SIGALRM) is not _on_alarm:
+        signal.signal(signal.SIGALRM, _on_alarm)
+    if _watchdog is None:
+        _watchdog = threading.Thread(target=_watch, name="paramsurvey-timeout-watchdog", daemon=True)
+        _watchdog.start()
+
+
+def _watch() -> None:
+    while True:
+        time.sleep(1.0)
+        alarm = _active_alarm
+        if alarm is not None and alarm.current >= 0:
+            if time.monotonic() - alarm.started > alarm.timeout + HARD_TIMEOUT_GRACE:
+                os._exit(70)  # stuck where no signal reaches: only ending the process stops it
+
+
+def _mark_timeouts(result: GroupResult, fired: set[int], timeout: float) -> GroupResult:
+    message = f"pset ran past its timeout of {timeout:g} s and was interrupted"
+    failures = [(p, "timeout", message, tb) if p in fired and status == "crashed" else (p, status, exc, tb)
+                for p, status, exc, tb in result.failures]
+    return result._replace(failures=failures)

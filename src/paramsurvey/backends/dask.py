@@ -1,0 +1,433 @@
+"""The Dask backend: groups of psets as Dask tasks, on a cluster of paramsurvey's own or the user's.
+
+    init(dask={...}) --> 'address': Client(address) | 'cluster': Client(cluster object, e.g.
+                         dask-jobqueue's SLURMCluster) | neither: a local cluster of our own:
+                         the scheduler in this process, the workers started from the ``dask
+                         worker`` command line (so no worker ever re-imports the user's script:
+                         no ``__main__`` guard needed), all stopped by finalize()
+    begin_map ---------> a setup task holding the map's function, user_kwargs, sys.path...
+                         (a task, not scattered data: if its worker dies it is computed again)
+    submit(group) -----> client.submit(_entry, token, setup, positions, psets, ..., resources=)
+                         (a group is cut where the psets' own ``dask`` dict changes)
+    poll --------------> done callbacks -> a pipe, waited on with the wake fd -> bytes -> GroupResult
+                         KilledWorker (a task whose workers kept dying): a group is split and run
+                         again; a pset alone is 'crashed'
+    cancel (Ctrl-C) ---> client.cancel(force=True); on our own cluster the worker processes running
+                         our tasks are killed (their nannies start fresh ones); on a user's cluster
+                         a running group stops at its next pset (Dask cannot stop a running task)
+
+Capabilities: CRASH_ISOLATION only. No TIMEOUT: Dask runs tasks in worker threads, which no signal
+or exception can reliably stop mid-pset. No MAX_TASKS_PER_CHILD: Dask has no per-process task limit
+(its workers' ``--lifetime`` is the time-based equivalent).
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import logging
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from .._config import Settings
+from .._worker import MapContext
+from ..exceptions import BackendError
+from ..utils import resolve_ncores
+from . import _remote
+from .base import CRASH_ISOLATION, Backend, GroupDone, Outcome, PsetLost, Task
+
+log = logging.getLogger("paramsurvey")
+
+# Tasks in flight per worker thread: one running, one queued, so no worker waits for the driver.
+IN_FLIGHT_PER_CORE = 2
+# The cluster's thread count is asked of the scheduler at most this often.
+CORES_TTL = 1.0
+# A running group looks whether its task was cancelled at most this often (between psets).
+CANCEL_CHECK = 0.2
+WORKERS_START_TIMEOUT = 120.0
+STOP_TIMEOUT = 10.0
+# Options of a task (map-level dask={...} and a pset's own dask dict); the rest of init's dict
+# chooses and sizes the cluster.
+TASK_KEYS = frozenset({"resources", "priority", "workers", "allow_other_workers"})
+CLUSTER_KEYS = frozenset({"address", "cluster", "n_workers", "threads_per_worker", "memory_limit"})
+
+
+def _identity(value: bytes) -> bytes:
+    return value
+
+
+def _entry(token: str, setup: bytes, positions: list[int], psets: list[dict[str, Any]], attempt: int,
+           watch: bool) -> Any:
+    """The Dask task. ``setup`` is the result of the map's setup task, fetched once per worker.
+    ``watch``: stop at the next pset once the task is cancelled (on a cluster whose worker
+    processes paramsurvey may not kill)."""
+    return _remote.run_task(token, lambda: setup, positions, psets, attempt, 1,
+                            _CancelWatch.create() if watch else None)
+
+
+class _Abandoned(BaseException):
+    """Our task was cancelled while it ran: stop the group at once."""
+
+
+class _CancelWatch(_remote.SlotView):
+    """As each pset starts (at most every CANCEL_CHECK seconds), ask this worker whether our task
+    still stands; if not, end the group there."""
+
+    def __init__(self, worker: Any, key: Any) -> None:
+        self.worker = worker
+        self.key = key
+        self.next_check = time.monotonic() + CANCEL_CHECK
+
+    @classmethod
+    def create(cls) -> _CancelWatch | None:
+        try:
+            from distributed import get_worker
+            from distributed.worker import thread_state
+
+            return cls(get_worker(), thread_state.key)
+        except Exception:  # not in a worker thread (or Dask changed): run without the check
+            return None
+
+    def position(self, position: int) -> None:
+        now = time.monotonic()
+        if position < 0 or now < self.next_check:
+            return
+        self.next_check = now + CANCEL_CHECK
+        state = self.worker.state.tasks.get(self.key)
+        if state is None or state.state in ("cancelled", "released", "forgotten"):
+            raise _Abandoned()
+
+
+class DaskBackend(Backend):
+    name = "dask"
+    capabilities = frozenset({CRASH_ISOLATION})
+    # A task costs ~1.6 ms and a round trip >= 10 ms here (ENGINES.md): groups of about a second.
+    target_group_seconds = 1.0
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        if settings.max_tasks_per_child:
+            raise ValueError("max_tasks_per_child is not supported by the dask backend (Dask cannot retire "
+                             "a worker process after N tasks; its workers' --lifetime option retires them "
+                             "by age); use the multiprocessing or ray backend")
+        unknown = set(settings.backend_options) - TASK_KEYS - CLUSTER_KEYS
+        if unknown:
+            raise ValueError(f"unknown dask option(s) {sorted(unknown)}: init() takes "
+                             f"{sorted(CLUSTER_KEYS | TASK_KEYS)}, map() takes {sorted(TASK_KEYS)}")
+        self.client: Any = None
+        self.scheduler: Any = None  # our own in-process scheduler (a LocalCluster with no workers)
+        self.workers_proc: subprocess.Popen[bytes] | None = None
+        self.local_dir: str | None = None
+        self.pending: dict[Any, tuple[Task, dict[str, Any]]] = {}
+        self.ready: list[Outcome] = []
+        self.finished: collections.deque[Any] = collections.deque()
+        self.pipe_r, self.pipe_w = os.pipe()
+        os.set_blocking(self.pipe_r, False)
+        os.set_blocking(self.pipe_w, False)
+        self.token = ""
+        self.setup: Any = None
+        self.keys = 0
+        self.map_options: dict[str, Any] = {}
+        self.want_digests = False
+        self.wake_fd: int | None = None
+        self.cores = 0
+        self.cores_at = -CORES_TTL
+        self.checked: set[Hashable] = set()
+        self.lock = threading.Lock()
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        from distributed import Client
+
+        options = self.settings.backend_options
+        address, cluster = options.get("address"), options.get("cluster")
+        if address is not None and cluster is not None:
+            raise ValueError("give dask={'address': ...} or dask={'cluster': ...}, not both")
+        try:
+            if cluster is not None:
+                self.client = Client(cluster, set_as_default=False)
+            elif address is not None:
+                self.client = Client(address, set_as_default=False)
+            else:
+                self._start_local(options)
+        except BackendError:
+            self.shutdown()
+            raise
+        except Exception as exc:
+            self.shutdown()
+            where = f"connect to the Dask scheduler at {address!r}" if address else "start a Dask cluster"
+            raise BackendError(f"could not {where}: {exc}") from exc
+
+    def _start_local(self, options: Any) -> None:
+        from distributed import Client, LocalCluster
+
+        n_workers = int(options.get("n_workers") or resolve_ncores(self.settings.ncores))
+        threads = int(options.get("threads_per_worker") or 1)
+        quiet = logging.CRITICAL if self.settings.verbose < 2 else logging.WARNING
+        self.scheduler = LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1",
+                                      scheduler_port=0, dashboard_address=":0", silence_logs=quiet)
+        self.local_dir = tempfile.mkdtemp(prefix="psdask", dir="/tmp")
+        env = dict(os.environ)
+        env.setdefault("DASK_LOGGING__DISTRIBUTED", "critical" if self.settings.verbose < 2 else "warning")
+        command = [sys.executable, "-m", "distributed.cli.dask_worker", self.scheduler.scheduler_address,
+                   "--nworkers", str(n_workers), "--nthreads", str(threads), "--no-dashboard",
+                   "--host", "127.0.0.1", "--local-directory", self.local_dir, "--death-timeout", "30"]
+        if options.get("memory_limit") is not None:
+            command += ["--memory-limit", str(options["memory_limit"])]
+        # its own session: a Ctrl-C at the terminal reaches the driver alone, which stops the workers
+        self.workers_proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.client = Client(self.scheduler, set_as_default=False)
+        deadline = time.monotonic() + WORKERS_START_TIMEOUT
+        while len(self.client.nthreads()) < n_workers:
+            if self.workers_proc.poll() is not None:
+                raise BackendError(f"the Dask workers exited as they started (status {self.workers_proc.returncode}); "
+                                   "see their errors above")
+            if time.monotonic() > deadline:
+                raise BackendError(f"the Dask workers did not start within {WORKERS_START_TIMEOUT:g} s")
+            time.sleep(0.05)
+        try:  # load paramsurvey in every worker now rather than in the first map
+            self.client.run(importlib.import_module, __name__)
+        except Exception as exc:
+            log.info("dask: warming up workers failed: %r", exc, extra={"ps_verbose": 2})
+
+    def shutdown(self) -> None:
+        self.pending.clear()
+        self.ready.clear()
+        self.setup = None
+        proc, self.workers_proc = self.workers_proc, None
+        if proc is not None:
+            _stop_process_tree(proc)
+        client, self.client = self.client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            try:
+                scheduler.close()
+            except Exception:
+                pass
+        if self.local_dir is not None:
+            shutil.rmtree(self.local_dir, ignore_errors=True)
+            self.local_dir = None
+
+    def __del__(self) -> None:
+        for fd in (getattr(self, "pipe_r", None), getattr(self, "pipe_w", None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def core_count(self) -> int:
+        return int(sum(self.client.nthreads().values()))
+
+    def worker_count(self) -> int:
+        now = time.monotonic()
+        if now - self.cores_at > CORES_TTL:
+            self.cores, self.cores_at = self.core_count(), now
+        return max(1, self.cores)
+
+    def resources(self) -> list[dict[str, Any]]:
+        nodes: dict[str, dict[str, Any]] = {}
+        for info in self.client.scheduler_info(n_workers=-1)["workers"].values():
+            node = nodes.setdefault(info.get("host", "?"), {"num_cores": 0, "num_gpus": 0, "memory": 0})
+            node["num_cores"] += int(info.get("nthreads", 0))
+            node["num_gpus"] += int((info.get("resources") or {}).get("GPU", 0))
+            node["memory"] += int(info.get("memory_limit") or 0)
+        return list(nodes.values())
+
+    # -- one map ----------------------------------------------------------------------------
+    def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+        unknown = set(settings.backend_options) - TASK_KEYS - CLUSTER_KEYS
+        if unknown:
+            raise ValueError(f"unknown dask option(s) {sorted(unknown)}: map() takes {sorted(TASK_KEYS)}")
+        setup = _remote.make_setup(ctx, None)
+        self.token = uuid.uuid4().hex
+        self.setup = self.client.submit(_identity, setup, key=f"paramsurvey-setup-{self.token}", pure=False)
+        self.map_options = {k: v for k, v in settings.backend_options.items() if k in TASK_KEYS}
+        self.want_digests = ctx.want_digests
+        self.wake_fd = wake_fd
+        self.cores_at = -CORES_TTL
+
+    def end_map(self) -> None:
+        if self.pending and self.client is not None:  # only after a failure of the map itself
+            try:
+                self.client.cancel(list(self.pending), force=True)
+            except Exception:
+                pass
+        self.pending.clear()
+        self.ready.clear()
+        with self.lock:
+            self.finished.clear()
+        self.setup = None
+        self.wake_fd = None
+
+    def free_slots(self) -> int:
+        return max(0, IN_FLIGHT_PER_CORE * self.worker_count() - len(self.pending))
+
+    def busy(self) -> bool:
+        return bool(self.pending or self.ready)
+
+    def submit(self, task: Task) -> None:
+        for pset_options, piece in _remote.split_by(task, "dask"):
+            options = self.map_options
+            if pset_options is not None:
+                if not isinstance(pset_options, dict) or set(pset_options) - TASK_KEYS:
+                    self._fail(piece, repr(ValueError(f"a pset's dask options must be a dict with keys among "
+                                                      f"{sorted(TASK_KEYS)}, not {pset_options!r}")))
+                    continue
+                options = {**options, **pset_options}
+            self._launch(piece, options)
+
+    def _launch(self, task: Task, options: dict[str, Any]) -> None:
+        self.keys += 1
+        if options:
+            self._check_feasible(options)
+        watch = self.workers_proc is None  # not our workers: they cannot be killed on Ctrl-C
+        future = self.client.submit(_entry, self.token, self.setup, task.positions, task.psets, task.attempt, watch,
+                                    key=f"paramsurvey-{self.token[:12]}-{self.keys}", pure=False, **options)
+        self.pending[future] = (task, options)
+        future.add_done_callback(self._on_done)
+
+    def _on_done(self, future: Any) -> None:  # in a Dask callback thread
+        with self.lock:
+            self.finished.append(future)
+        try:
+            os.write(self.pipe_w, b".")
+        except OSError:  # the pipe is full: the reader is already due
+            pass
+
+    def _fail(self, task: Task, message: str) -> None:
+        self.ready.append(GroupDone(task, _remote.failed_group(task.positions, task.psets, message,
+                                                               self.want_digests)))
+
+    def _check_feasible(self, options: dict[str, Any]) -> None:
+        """Say so once when no worker has the resources a task asks for: Dask keeps such a task
+        waiting for a worker that has them, so the survey would seem to hang."""
+        wanted = options.get("resources")
+        key = _remote.options_key(dict(wanted)) if isinstance(wanted, dict) else None
+        if not wanted or key in self.checked:
+            return
+        self.checked.add(key)
+        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        if not any(all((w.get("resources") or {}).get(r, 0) >= n for r, n in wanted.items()) for w in workers):
+            log.warning("dask: no worker has the resources %r now; psets asking for them wait until one joins",
+                        wanted)
+
+    def poll(self, timeout: float | None) -> Sequence[Outcome]:
+        outcomes, self.ready = self.ready, []
+        if not outcomes and not self.finished:
+            waited = [self.pipe_r] + ([self.wake_fd] if self.wake_fd is not None else [])
+            select.select(waited, [], [], 1.0 if timeout is None else min(timeout, 1.0))
+        try:
+            while os.read(self.pipe_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self.lock:
+            finished = [f for f in self.finished if f in self.pending]
+            self.finished.clear()
+        if not finished and self.client.status == "closed":
+            raise BackendError("the Dask client lost its scheduler; call paramsurvey.finalize() and init() again")
+        done = [f for f in finished if f.status == "finished"]
+        if done:
+            try:
+                payloads = self.client.gather(done)  # one round trip for all of them
+            except Exception:  # one of them went wrong since: take them one by one
+                payloads = None
+            for i, future in enumerate(done):
+                try:
+                    payload = payloads[i] if payloads is not None else future.result()
+                except Exception:
+                    continue  # its status says what happened; handled below
+                task, _ = self.pending.pop(future)
+                outcomes.append(GroupDone(task, _remote.decode(payload)))
+        for future in finished:
+            if future in self.pending:
+                task, options = self.pending.pop(future)
+                self._lost(task, options, future, outcomes)
+        return outcomes
+
+    def _lost(self, task: Task, options: dict[str, Any], future: Any, outcomes: list[Outcome]) -> None:
+        """The task's workers kept dying (KilledWorker), or it failed outside any pset."""
+        if future.status == "error":
+            exc = future.exception()
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            reason = f"{type(exc).__name__}: {first_line}"
+        else:  # cancelled or lost by the cluster, not by us: run it again
+            reason = f"task {future.status}"
+        if len(task.positions) > 1:
+            log.info("dask: a group of %d psets was lost (%s); running it again in pieces", len(task.positions),
+                     reason, extra={"ps_verbose": 2})
+            for piece in _remote.split_after_crash(task):
+                self._launch(piece, options)
+        elif future.status == "error":
+            message = f"worker process died ({reason})"
+            outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed", message))
+        else:
+            self._launch(task, options)
+
+    def cancel(self) -> None:
+        futures = list(self.pending)
+        self.pending.clear()
+        self.ready.clear()
+        if not futures or self.client is None:
+            return
+        victims: list[int] = []
+        if self.workers_proc is not None:  # our own workers: kill those running our tasks
+            try:
+                ours = {f.key for f in futures}
+                busy = [w for w, keys in self.client.processing().items() if ours & set(keys)]
+                info = self.client.scheduler_info(n_workers=-1)["workers"]
+                victims = [info[w]["pid"] for w in busy if w in info]
+            except Exception:
+                victims = []
+        try:
+            self.client.cancel(futures, force=True)
+        except Exception:
+            pass
+        if victims and self.workers_proc is not None:
+            import psutil
+
+            mine = {p.pid for p in psutil.Process(self.workers_proc.pid).children(recursive=True)}
+            for pid in victims:
+                if pid in mine:  # never a process that is not ours
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+
+
+def _stop_process_tree(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the workers' nannies close them gracefully), then SIGKILL whatever is left."""
+    import psutil
+
+    try:
+        family = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _, alive = psutil.wait_procs(family, timeout=STOP_TIMEOUT)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass

@@ -1,0 +1,312 @@
+"""The Ray backend: groups of psets as Ray tasks, on a private local Ray or on an existing cluster.
+
+    init(ray={...}) ---> ray.init(**dict): address given (or RAY_ADDRESS): join that cluster;
+                         else start a private local Ray (stopped by finalize())
+    begin_map ---------> ray.put(setup)                      one object per map: the function,
+                                                             user_kwargs, sys.path...
+    submit(group) -----> _entry.options(**opts).remote(token, [setup_ref], positions, psets, ...)
+                           opts = map's ray={...} + the psets' own ``ray`` dict (a group is cut
+                           where that dict changes)
+    poll --------------> ray.wait(refs, timeout <= 0.1 s) -> bytes -> GroupResult
+                         a task whose worker or node died: a group is split and run again; a
+                         pset alone is 'crashed' once Ray's own retries (max_retries) are spent
+    cancel (Ctrl-C) ---> ray.cancel(ref, force=True) for every task in flight
+
+Capabilities: TIMEOUT (Ray runs a task in its worker's main thread, so SIGALRM stops one pset, see
+``_remote._AlarmSlot``), CRASH_ISOLATION (by splitting crashed groups), MAX_TASKS_PER_CHILD (groups
+of at most that many psets, and Ray's ``max_calls=1``: a worker process runs one group, then exits).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import ray
+
+from .._config import Settings
+from .._worker import MapContext
+from ..exceptions import BackendError
+from ..utils import resolve_ncores
+from . import _remote
+from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, GroupDone, Outcome, PsetLost, Task
+
+log = logging.getLogger("paramsurvey")
+
+# Tasks in flight per core: one running, one queued, so no worker waits for the driver.
+IN_FLIGHT_PER_CORE = 2
+# ray.wait() in slices this long, so that Ctrl-C (a byte on the wake fd) is seen promptly.
+POLL_SLICE = 0.1
+# The cluster's core count is asked of Ray at most this often (an RPC to the head node).
+CORES_TTL = 1.0
+# A pset's own ``ray`` dict may use this alias (0.4.x): num_cores is Ray's num_cpus.
+ALIASES = {"num_cores": "num_cpus"}
+WARMUP_TIMEOUT = 60.0
+
+
+def _entry(token: str, holder: list[Any], positions: list[int], psets: list[dict[str, Any]], attempt: int,
+           cores: float) -> Any:
+    """The Ray task: the setup object is passed inside a list so that Ray does not fetch it for
+    every task; the worker fetches it once per map."""
+    return _remote.run_task(token, lambda: ray.get(holder[0]), positions, psets, attempt, int(cores))
+
+
+def _warm() -> int:
+    time.sleep(0.2)  # long enough that each idle worker takes one, and loads paramsurvey
+    return os.getpid()
+
+
+def _normalize(options: Any) -> dict[str, Any]:
+    if not isinstance(options, dict):
+        raise TypeError(f"a pset's ray options must be a dict, not {type(options).__name__}")
+    return {str(ALIASES.get(k, k)): v for k, v in options.items()}
+
+
+class RayBackend(Backend):
+    name = "ray"
+    capabilities = frozenset({TIMEOUT, CRASH_ISOLATION, MAX_TASKS_PER_CHILD})
+    # A task costs ~0.55 ms and a round trip ~1.3 ms here (ENGINES.md): a group of a second makes
+    # that ~0.1%, and still moves progress and re-runs little after a crash.
+    target_group_seconds = 1.0
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.owns = False  # we started the local Ray: finalize() stops it
+        self.connected = False  # we called ray.init(): finalize() disconnects
+        self.temp_dir: str | None = None
+        self.remote: Any = None
+        self.remotes: dict[Hashable, Any] = {}
+        self.pending: dict[Any, tuple[Task, dict[str, Any]]] = {}
+        self.ready: list[Outcome] = []
+        self.token = ""
+        self.holder: list[Any] = []
+        self.map_options: dict[str, Any] = {}
+        self.want_digests = False
+        self.max_chunk: int | None = None
+        self.wake_fd: int | None = None
+        self.cores = 0
+        self.cores_at = -CORES_TTL
+        self.checked: set[Hashable] = set()
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        options = dict(self.settings.backend_options)
+        if not ray.is_initialized():
+            address = options.pop("address", None) or os.environ.get("RAY_ADDRESS") or "local"
+            self.owns = address == "local"
+            if self.owns:
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no report leaves the machine
+                options.setdefault("num_cpus", resolve_ncores(self.settings.ncores))
+                options.setdefault("include_dashboard", False)
+                if "_temp_dir" not in options:  # short (socket paths) and ours to remove
+                    self.temp_dir = options["_temp_dir"] = tempfile.mkdtemp(prefix="psray", dir="/tmp")
+            options.setdefault("logging_level", logging.WARNING if self.settings.verbose >= 2 else logging.ERROR)
+            try:
+                ray.init(address=address, **options)
+            except Exception as exc:
+                self._remove_temp_dir()
+                where = "start a local Ray" if self.owns else f"connect to the Ray cluster at {address!r}"
+                raise BackendError(f"could not {where}: {exc}") from exc
+            self.connected = True
+        max_calls = 1 if self.settings.max_tasks_per_child else 0
+        self.remote = ray.remote(max_calls=max_calls)(_entry)
+        self.remotes.clear()
+        if self.owns:
+            self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Have each local worker process load paramsurvey now rather than in the first map."""
+        warm = ray.remote(max_calls=0)(_warm)
+        refs = [warm.remote() for _ in range(max(1, self.core_count()))]
+        try:
+            ray.get(refs, timeout=WARMUP_TIMEOUT)
+        except Exception as exc:  # only a head start: the map will tell if workers are broken
+            log.info("ray: warming up workers failed: %r", exc, extra={"ps_verbose": 2})
+
+    def shutdown(self) -> None:
+        self.pending.clear()
+        self.ready.clear()
+        self.holder = []
+        self.remotes.clear()
+        if self.connected:
+            self.connected = False
+            try:
+                ray.shutdown()
+            finally:
+                self._remove_temp_dir()
+
+    def _remove_temp_dir(self) -> None:
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            self.temp_dir = None
+
+    def core_count(self) -> int:
+        return int(ray.cluster_resources().get("CPU", 0))
+
+    def worker_count(self) -> int:
+        now = time.monotonic()
+        if now - self.cores_at > CORES_TTL:
+            self.cores, self.cores_at = self.core_count(), now
+        return max(1, self.cores)
+
+    def resources(self) -> list[dict[str, Any]]:
+        nodes = []
+        for node in ray.nodes():
+            if not node.get("Alive", False):
+                continue
+            have = node.get("Resources", {})
+            nodes.append({"num_cores": int(have.get("CPU", 0)), "num_gpus": int(have.get("GPU", 0)),
+                          "memory": int(have.get("memory", 0))})
+        return nodes
+
+    # -- one map ----------------------------------------------------------------------------
+    def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+        setup = _remote.make_setup(ctx, settings.timeout)
+        self.token = uuid.uuid4().hex
+        self.holder = [ray.put(setup)]
+        self.map_options = self._map_options(settings)
+        self.want_digests = ctx.want_digests
+        self.max_chunk = self.settings.max_tasks_per_child
+        self.wake_fd = wake_fd
+        self.cores_at = -CORES_TTL
+
+    def _map_options(self, settings: Settings) -> dict[str, Any]:
+        """map(ray={...}) sets task options; init's ray={...} went to ray.init(), not to tasks."""
+        given = self.settings.backend_options
+        return _normalize({k: v for k, v in settings.backend_options.items()
+                           if k not in given or given[k] is not v})
+
+    def end_map(self) -> None:
+        for ref in self.pending:  # only after a failure of the map itself: stop its leftovers
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:
+                pass
+        self.pending.clear()
+        self.ready.clear()
+        self.holder = []
+        self.wake_fd = None
+
+    def free_slots(self) -> int:
+        return max(0, IN_FLIGHT_PER_CORE * self.worker_count() - len(self.pending))
+
+    def busy(self) -> bool:
+        return bool(self.pending or self.ready)
+
+    def submit(self, task: Task) -> None:
+        for pset_options, piece in _remote.split_by(task, "ray"):
+            options = self.map_options
+            if pset_options is not None:
+                try:
+                    options = {**options, **_normalize(pset_options)}
+                except TypeError as exc:
+                    self._fail(piece, repr(exc))
+                    continue
+            for chunk in _remote.chunks(piece, self.max_chunk) if self.max_chunk else [piece]:
+                self._launch(chunk, options)
+
+    def _launch(self, task: Task, options: dict[str, Any]) -> None:
+        if len(task.positions) > 1:
+            options = {**options, "max_retries": 0}  # a lost group is split by us, not re-run whole
+        key = _remote.options_key(options)
+        remote = self.remotes.get(key)
+        if remote is None:
+            try:
+                remote = self.remote.options(**options) if options else self.remote
+            except (TypeError, ValueError) as exc:
+                self._fail(task, repr(ValueError(f"invalid Ray task options {options!r}: {exc}")))
+                return
+            self.remotes[key] = remote
+            self._check_feasible(key, options)
+        cores = options.get("num_cpus", 1) or 1
+        ref = remote.remote(self.token, self.holder, task.positions, task.psets, task.attempt, cores)
+        self.pending[ref] = (task, options)
+
+    def _fail(self, task: Task, message: str) -> None:
+        self.ready.append(GroupDone(task, _remote.failed_group(task.positions, task.psets, message,
+                                                               self.want_digests)))
+
+    def _check_feasible(self, key: Hashable, options: dict[str, Any]) -> None:
+        """Say so once when no node has what a task asks for: Ray keeps such a task waiting for a
+        node that has it (an autoscaler may add one), so the survey would seem to hang."""
+        if key in self.checked:
+            return
+        self.checked.add(key)
+        wanted = dict(options.get("resources") or {})
+        for option, resource in (("num_cpus", "CPU"), ("num_gpus", "GPU"), ("memory", "memory")):
+            if options.get(option):
+                wanted[resource] = options[option]
+        if not wanted:
+            return
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", False)]
+        if not any(all(node.get(r, 0) >= amount for r, amount in wanted.items()) for node in nodes):
+            log.warning("ray: no node of the cluster has %r now; psets asking for it wait until one joins",
+                        wanted)
+
+    def poll(self, timeout: float | None) -> Sequence[Outcome]:
+        outcomes, self.ready = self.ready, []
+        deadline = time.monotonic() + (0.0 if outcomes else (timeout if timeout is not None else 1e9))
+        while True:
+            wait_for = max(0.0, min(POLL_SLICE, deadline - time.monotonic()))
+            if self.pending:
+                try:
+                    done, _ = ray.wait(list(self.pending), num_returns=1, timeout=wait_for)
+                    if done:
+                        done, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0)
+                except Exception as exc:
+                    raise BackendError(f"the Ray cluster failed: {exc}; call paramsurvey.finalize() "
+                                       "and init() again") from exc
+                for ref in done:
+                    self._collect(ref, outcomes)
+                woken = self._woken(0.0)
+            else:
+                woken = self._woken(wait_for)
+            if outcomes or woken or time.monotonic() >= deadline:
+                return outcomes
+
+    def _woken(self, wait_for: float) -> bool:
+        if self.wake_fd is None:
+            if wait_for > 0:
+                time.sleep(wait_for)
+            return False
+        return bool(select.select([self.wake_fd], [], [], wait_for)[0])
+
+    def _collect(self, ref: Any, outcomes: list[Outcome]) -> None:
+        task, options = self.pending.pop(ref)
+        try:
+            payload = ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            return
+        except ray.exceptions.RayError as exc:
+            self._lost(task, options, exc, outcomes)
+            return
+        outcomes.append(GroupDone(task, _remote.decode(payload)))
+
+    def _lost(self, task: Task, options: dict[str, Any], exc: Exception, outcomes: list[Outcome]) -> None:
+        """The task's worker (or node) died, or the task failed outside any pset."""
+        if len(task.positions) > 1:
+            log.info("ray: a group of %d psets was lost (%s); running it again in pieces",
+                     len(task.positions), type(exc).__name__, extra={"ps_verbose": 2})
+            for piece in _remote.split_after_crash(task):
+                self._launch(piece, options)
+            return
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        message = f"worker process died ({type(exc).__name__}: {first_line})"
+        outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed", message))
+
+    def cancel(self) -> None:
+        """Ctrl-C: kill every task in flight (force: the worker process goes; Ray starts others)."""
+        for ref in self.pending:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:
+                pass
+        self.pending.clear()
+        self.ready.clear()

@@ -1,0 +1,270 @@
+"""Real Ray and Dask clusters on loopback for the tests: started from each engine's command line,
+stopped by PID (never ``ray stop``, which stops every Ray process of the user; ENGINES.md).
+
+A cluster is shared by every test module of the session that asks for it (starting one costs
+seconds), and stopped when the last of those modules' session fixtures is torn down::
+
+    @pytest.fixture(scope="session")
+    def ray_cluster():
+        with _clusters.shared("ray") as cluster:
+            yield cluster
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+
+BIN = os.path.dirname(sys.executable)
+HEAD_IP, NODE_IP, EXTRA_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+# Ray's token auth, on by default in 2.60, must be set the same in every process (ENGINES.md).
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+START_TIMEOUT = 90.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """A command in its own session (a Ctrl-C sent to the test's process group misses it)."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, log: str | None = None) -> None:
+        self.args = args
+        out = open(log, "wb") if log else subprocess.DEVNULL
+        try:
+            self.popen = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            if log:
+                out.close()  # type: ignore[union-attr]
+        self.pid = self.popen.pid
+
+    def family(self) -> list[psutil.Process]:
+        try:
+            me = psutil.Process(self.pid)
+            return [me] + me.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the command and every process under it at once (a machine that dies)."""
+        for p in self.family():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        self.popen.wait()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL whatever of its process tree is left after ``grace`` seconds.
+        The tree is read first: Ray's workers are not all in the command's process group."""
+        family = self.family()
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        family += [p for p in self.family() if p not in family]
+        _, alive = psutil.wait_procs(family, timeout=grace)
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        psutil.wait_procs(alive, timeout=5)
+        self.popen.poll()
+
+
+# -- Ray -------------------------------------------------------------------------------------------
+class RayCluster:
+    """A head (2 CPUs) on 127.0.0.2 and a second node (1 CPU, the custom resource ``special``) on
+    127.0.0.3; ``add_node`` starts more."""
+
+    def __init__(self) -> None:
+        os.environ.update(RAY_ENV)  # this process (the driver) too
+        self.env = dict(os.environ, **RAY_ENV)
+        self.temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: socket paths
+        self.port = free_port(HEAD_IP)
+        self.address = f"{HEAD_IP}:{self.port}"
+        self.head = Proc([os.path.join(BIN, "ray"), "start", "--head", "--block", f"--port={self.port}",
+                          "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+                          f"--temp-dir={self.temp_dir}", f"--node-ip-address={HEAD_IP}"],
+                         env=self.env, log=os.path.join(self.temp_dir, "head.log"))
+        self.nodes: list[Proc] = []
+        try:
+            self.second = self.add_node(NODE_IP, num_cpus=1, resources={"special": 1})
+            self.wait_for_nodes(2)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        return {"address": self.address, "_node_ip_address": HEAD_IP}
+
+    def add_node(self, ip: str, num_cpus: int, resources: dict[str, float] | None = None) -> Proc:
+        args = [os.path.join(BIN, "ray"), "start", f"--address={self.address}", "--block",
+                f"--num-cpus={num_cpus}", f"--node-ip-address={ip}", "--disable-usage-stats"]
+        if resources:
+            args.append(f"--resources={json.dumps(resources)}")
+        node = Proc(args, env=self.env, log=os.path.join(self.temp_dir, f"node-{ip}.log"))
+        self.nodes.append(node)
+        return node
+
+    def alive_nodes(self) -> list[dict[str, Any]]:
+        """Connects this process as a driver for a moment (paramsurvey's init() connects again)."""
+        import ray
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                ray.init(address=self.address, _node_ip_address=HEAD_IP, logging_level="ERROR",
+                         log_to_driver=False)
+                break
+            except Exception:
+                if time.monotonic() > deadline or not self.head.alive():
+                    raise
+                time.sleep(0.5)
+        try:
+            return [n for n in ray.nodes() if n.get("Alive")]
+        finally:
+            ray.shutdown()
+
+    def wait_for_nodes(self, n: int) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while len(self.alive_nodes()) != n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Ray cluster did not reach {n} nodes; logs in {self.temp_dir}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
+        self.head.stop()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+# -- Dask ------------------------------------------------------------------------------------------
+class DaskCluster:
+    """``dask scheduler`` on 127.0.0.1, one plain ``dask worker`` and one with the resource
+    ``special``, each one thread; ``add_worker`` starts more."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="dt", dir="/tmp")
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        env = dict(os.environ, DASK_LOGGING__DISTRIBUTED="error")
+        self.env = env
+        self.scheduler = Proc([os.path.join(BIN, "dask"), "scheduler", "--host", "127.0.0.1", "--port",
+                               str(self.port), "--no-dashboard"], env=env,
+                              log=os.path.join(self.dir, "scheduler.log"))
+        self.workers: list[Proc] = []
+        try:
+            self.add_worker()
+            self.special = self.add_worker("special=1")
+            self.wait_for_workers(2)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        return {"address": self.address}
+
+    def add_worker(self, resources: str | None = None) -> Proc:
+        n = len(self.workers)
+        args = [os.path.join(BIN, "dask"), "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1",
+                "--nworkers", "1", "--no-dashboard", "--local-directory", os.path.join(self.dir, f"w{n}"),
+                "--name", f"w{n}"]
+        if resources:
+            args += ["--resources", resources]
+        worker = Proc(args, env=self.env, log=os.path.join(self.dir, f"worker{n}.log"))
+        self.workers.append(worker)
+        return worker
+
+    def wait_for_workers(self, n: int) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout=START_TIMEOUT, set_as_default=False) as client:
+            client.wait_for_workers(n, timeout=START_TIMEOUT)
+
+    def stop(self) -> None:
+        for worker in reversed(self.workers):
+            worker.stop()
+        self.scheduler.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- sharing between test modules ------------------------------------------------------------------
+_clusters: dict[str, Any] = {}
+_users: dict[str, int] = {}
+_KINDS = {"ray": RayCluster, "dask": DaskCluster}
+
+
+@contextlib.contextmanager
+def shared(kind: str) -> Iterator[Any]:
+    """The session's cluster of that kind, started on first use, stopped when its last user ends."""
+    if kind not in _clusters:
+        _clusters[kind] = _KINDS[kind]()
+    _users[kind] = _users.get(kind, 0) + 1
+    try:
+        yield _clusters[kind]
+    finally:
+        _users[kind] -= 1
+        if not _users[kind]:
+            _clusters.pop(kind).stop()
+
+
+def run_script(code: str, timeout: float = 60, env: dict[str, str] | None = None,
+               **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a Python snippet in a fresh interpreter (with the tests directory importable)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    full_env = dict(os.environ if env is None else env)
+    full_env["PYTHONPATH"] = here + os.pathsep + full_env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env=full_env, **kwargs)
+
+
+def wait_for_no_new_children(before: set[int], timeout: float = 10.0) -> None:
+    """Assert that every child process started since ``before`` was taken has ended (as conftest's
+    per-test check does, for fixtures that keep a session across tests)."""
+    from conftest import _children
+
+    def new() -> list[psutil.Process]:
+        # multiprocessing's resource tracker (started by a LocalCluster in this process) serves the
+        # interpreter until it exits, as multiprocessing designs it
+        return [p for p in _children() if p.pid not in before and not _is_resource_tracker(p)]
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = new()
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    described = []
+    for p in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            described.append((p.pid, p.cmdline()))
+    assert not described, f"processes left behind: {described}"
+
+
+def _is_resource_tracker(p: psutil.Process) -> bool:
+    try:
+        return any("multiprocessing.resource_tracker" in part for part in p.cmdline())
+    except psutil.NoSuchProcess:
+        return False
