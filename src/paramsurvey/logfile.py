@@ -9,6 +9,7 @@ nothing at all.
 from __future__ import annotations
 
 import datetime
+import functools
 import getpass
 import logging
 import os
@@ -98,6 +99,7 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+@functools.cache  # a package's version cannot change in a process; a lookup costs ~1.5 ms
 def _version(package: str) -> str | None:
     try:
         from importlib.metadata import PackageNotFoundError, version
@@ -118,8 +120,8 @@ def provenance(env_used: Mapping[str, str] | None = None) -> dict[str, Any]:
         "cwd": os.getcwd(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "versions": {p: _version(p) for p in ("paramsurvey", "pandas", "numpy", "cloudpickle", "ray",
-                                               "dask", "distributed", "pyarrow") if _version(p)},
+        "versions": {p: v for p in ("paramsurvey", "pandas", "numpy", "cloudpickle", "ray",
+                                    "dask", "distributed", "pyarrow") if (v := _version(p))},
         "git_commit": commit,
         "git_dirty": bool(_git("status", "--porcelain")) if commit else None,
         "env": {k: v for k, v in os.environ.items() if k.startswith("PARAMSURVEY_")},
