@@ -99,9 +99,11 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, name: str, write: Any) -> None:
+def atomic_write(path: str, name: str, write: Any, durable: bool = True) -> None:
     """Write ``path/name`` whole or not at all: ``write(fileobj)`` into a temporary dot file,
-    fsync, rename over the final name, fsync the directory."""
+    rename it over the final name. ``durable``: fsync the file before, and the directory after,
+    so that the file survives a power cut too (a killed process needs no fsync: the kernel has
+    the data)."""
     # not tempfile.mkstemp: its files are private (0600), a journal is for colleagues too (umask)
     tmp = os.path.join(path, f".tmp-{os.getpid()}-{secrets.token_hex(6)}-{name}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -109,7 +111,8 @@ def atomic_write(path: str, name: str, write: Any) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, os.path.join(path, name))
     except BaseException:
         try:
@@ -117,7 +120,8 @@ def atomic_write(path: str, name: str, write: Any) -> None:
         except OSError:
             pass
         raise
-    fsync_dir(path)
+    if durable:
+        fsync_dir(path)
 
 
 def write_part(path: str, part: PartName, table: pa.Table, options: dict[str, Any]) -> int:
@@ -194,8 +198,10 @@ def read_meta(path: str) -> dict[str, Any] | None:
 
 
 def write_meta(path: str, meta: dict[str, Any]) -> None:
+    """Atomic, not fsync'd: after a power cut the metadata may be one version old (a run's end
+    time missing), which costs nothing a resume needs; the part files are what must survive."""
     data = json.dumps(meta, indent=1, default=str).encode()
-    atomic_write(path, META, lambda f: f.write(data))
+    atomic_write(path, META, lambda f: f.write(data), durable=False)
 
 
 class Lock:

@@ -45,6 +45,9 @@ log = logging.getLogger("paramsurvey.journal")
 FLUSH_SECONDS = 0.5
 # Outcomes are turned into Arrow tables this often, so that little is left to do when the map ends.
 BUILD_SECONDS = 0.05
+# ... and written as soon as this many rows are built, however recent the last write: a fast survey
+# then writes in the background as it goes, and its last write (which the map waits for) is small.
+FLUSH_ROWS = 20_000
 # Merge this many consecutive parts of one level into one file: a week-long survey flushing twice a
 # second stays at a few dozen files, and each row is rewritten only log_FANIN(parts) times.
 FANIN = 16
@@ -426,7 +429,8 @@ class Journal:
                 self.wake.wait(BUILD_SECONDS)
                 stopping = self.stopping
                 self._build()
-                if self.built and (stopping or time.monotonic() - self.last_write >= FLUSH_SECONDS):
+                if self.built and (stopping or time.monotonic() - self.last_write >= FLUSH_SECONDS
+                                   or sum(t.num_rows for t, _ in self.built) >= FLUSH_ROWS):
                     self._write_built()
                 if stopping:
                     return
