@@ -180,3 +180,20 @@ def test_dataframe_psets_keep_their_dtypes_and_results_align():
     assert results.results.index.tolist() == [0, 1, 2]
     assert results["y"].tolist() == [6, 2, 4]
     assert str(results["c"].dtype) == "category"
+
+
+def test_12_2_workers_never_run_the_main_script(tmp_path):
+    code = textwrap.dedent("""
+        import os
+        import paramsurvey
+        print('main script ran in', os.getpid(), flush=True)
+        paramsurvey.init(max_tasks_per_child=2)
+        r = paramsurvey.map(lambda p, s, u: {'pid': os.getpid()}, [{'x': i} for i in range(20)], verbose=0)
+        print('workers', r['pid'].nunique(), flush=True)
+    """)
+    script = tmp_path / "main_script.py"
+    script.write_text(code)
+    done = run_script(tmp_path, None, args=(str(script),))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("main script ran") == 1
+    assert "workers 10" in done.stdout
