@@ -286,6 +286,15 @@ def test_many_flushes_are_merged_and_read_once(tmp_path, marks, monkeypatch):
     assert len(pd.read_parquet(path)) == 60
     assert journal.read_meta(path)["runs"][-1]["written"]["ok"] == 60
 
+    # killed between writing a merged part and removing the parts it replaces: read once, then tidied
+    merged = next(p for p in parts if p.hi > p.lo)
+    leftover = os.path.join(path, f"part-r{merged.run:04d}-{merged.lo:08d}-{merged.lo:08d}.parquet")
+    shutil.copy(os.path.join(path, merged.name), leftover)
+    assert sorted(journal.read(path)["x"]) == list(range(60))
+    again = paramsurvey.map(marked, psets_of(60), journal=path, user_kwargs={"dir": marks})
+    assert len(again.results) == 60 and sum(markers(marks).values()) == 60
+    assert not os.path.exists(leftover)
+
 
 def test_provenance_in_the_metadata(tmp_path, monkeypatch):
     git = shutil.which("git")

@@ -249,6 +249,41 @@ def hex_bytes(h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
     return _HEX_PAIRS[raw.view(np.uint8)].view(np.uint8).reshape(n, 32)
 
 
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"0123456789", dtype=np.uint8)] = np.arange(10, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"abcdef", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+
+
+def parse_hex(strings: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The lanes of ``_hash`` strings: an Arrow string array (read without a Python loop when, as
+    written, every string is 32 hex digits) or any sequence of str."""
+    digits = _hex_digits(strings)
+    if digits is None:  # not as paramsurvey writes them: one by one
+        raw = b"".join(bytes.fromhex(s) for s in (strings.to_pylist() if hasattr(strings, "to_pylist") else strings))
+        lanes = np.frombuffer(raw, dtype="<u8").reshape(-1, 2)
+    else:
+        nibbles = _NIBBLE[digits]
+        if (nibbles == 255).any():
+            raise ValueError("a _hash that is not lowercase hex")
+        packed = ((nibbles[:, 0::2] << 4) | nibbles[:, 1::2]).astype(np.uint8)
+        lanes = np.ascontiguousarray(packed).view("<u8")
+    return lanes[:, 0].astype(np.uint64), lanes[:, 1].astype(np.uint64)
+
+
+def _hex_digits(strings: Any) -> np.ndarray | None:
+    """(n, 32) uint8 digits straight from an Arrow string array's buffers, or None."""
+    if not hasattr(strings, "buffers") or strings.null_count or strings.type != "string":
+        return None
+    n = len(strings)
+    _, offsets_buf, data_buf = strings.buffers()
+    if not n:
+        return np.zeros((0, 32), dtype=np.uint8)
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[strings.offset:strings.offset + n + 1]
+    if not (np.diff(offsets) == 32).all():
+        return None
+    return np.frombuffer(data_buf, dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(n, 32)
+
+
 def hex_strings(h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
     """The hashes as an object array of 32-character str."""
     return hex_bytes(h0, h1).view("S32").ravel().astype("U32").astype(object)

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ._journal_arrow import from_arrow
+from ._journal_hash import hex_strings, parse_hex
 from ._journal_store import PartName, part_meta, read_parts
 
 _DEFAULTS: dict[str, Any] = {"_position": -1, "_attempt": 0}
@@ -55,14 +56,18 @@ class JournalRows:
                 return np.zeros(0, dtype=dtype)
             return np.concatenate([_column(t, name, t.num_rows, dtype) for _, t, _ in self.parts])
 
-        self.hash = cat("_hash", object)
+        hashes = [t.column("_hash").combine_chunks() if "_hash" in t.column_names else pa.nulls(t.num_rows, pa.string())
+                  for _, t, _ in self.parts]
+        lanes = [parse_hex(h) for h in hashes]
+        self.h0 = np.concatenate([a for a, _ in lanes]) if lanes else np.zeros(0, dtype=np.uint64)
+        self.h1 = np.concatenate([b for _, b in lanes]) if lanes else np.zeros(0, dtype=np.uint64)
         self.position = cat("_position", np.int64)
         self.status = cat("_status", object)
         self.wall = cat("_wallclock", np.float64)
         self.iowait = cat("_iowait", np.float64)
         self.finished = cat("_finished", "datetime64[us]")
         self.attempt = cat("_attempt", np.int64)
-        assert len(self.hash) == n
+        assert len(self.h0) == n
 
     @classmethod
     def load(cls, path: str, light: bool = False) -> JournalRows:
@@ -116,6 +121,10 @@ class JournalRows:
                 _scatter(target, sel, values)
         return out
 
+    def hashes(self, rows: np.ndarray) -> np.ndarray:
+        """The ``_hash`` strings of these rows."""
+        return hex_strings(self.h0[rows], self.h1[rows])
+
     def pickled_columns(self) -> set[str]:
         return {c for _, _, meta in self.parts for c in meta.get("pickled", ())}
 
@@ -131,9 +140,9 @@ class JournalRows:
         present k times in a run, k rows. Sorted by run, then position."""
         if not self.n:
             return np.zeros(0, dtype=np.int64)
-        frame = pd.DataFrame({"h": self.hash, "run": self.run, "bad": self.status != "ok",
-                              "age": -np.arange(self.n)})
-        if frame["h"].is_unique:
+        keys = dense_keys(self.h0, self.h1)
+        frame = pd.DataFrame({"h": keys, "run": self.run, "bad": self.status != "ok", "age": -np.arange(self.n)})
+        if len(np.unique(keys)) == self.n:
             keep = np.arange(self.n)
         else:
             copies = frame.groupby(["h", "run"]).size().groupby(level="h").max()
@@ -153,16 +162,30 @@ def _scatter(target: list[Any], sel: np.ndarray, values: list[Any]) -> None:
             target[i] = v
 
 
+def dense_keys(h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
+    """One int64 per distinct 128-bit hash (0, 1, 2, ...): what pandas groups and merges fast."""
+    uniques, codes = np.unique(h0, return_inverse=True)
+    witness = np.zeros(len(uniques), dtype=np.uint64)
+    witness[codes] = h1
+    if (witness[codes] != h1).any():  # two psets share lane 0 (odds ~ n**2 / 2**65): use both lanes
+        seen: dict[tuple[int, int], int] = {}
+        pairs = zip(h0.tolist(), h1.tolist())
+        return np.fromiter((seen.setdefault(p, len(seen)) for p in pairs), dtype=np.int64, count=len(h0))
+    return codes.astype(np.int64).ravel()
+
+
 class Match:
     """Which psets of a new survey a journal already has outcomes for."""
 
-    def __init__(self, rows: JournalRows, new_hashes: np.ndarray, rerun_failed: bool) -> None:
-        n = len(new_hashes)
+    def __init__(self, rows: JournalRows, new: tuple[np.ndarray, np.ndarray], rerun_failed: bool) -> None:
+        n = len(new[0])
+        keys = dense_keys(np.concatenate([rows.h0, new[0]]), np.concatenate([rows.h1, new[1]]))
+        journal_keys, survey_keys = keys[:rows.n], keys[rows.n:]
         ok = rows.status == "ok"
-        journal = pd.DataFrame({"h": rows.hash, "bad": ~ok, "age": -np.arange(rows.n), "row": np.arange(rows.n)})
+        journal = pd.DataFrame({"h": journal_keys, "bad": ~ok, "age": -np.arange(rows.n), "row": np.arange(rows.n)})
         journal = journal.sort_values(["h", "bad", "age"], kind="stable")  # per hash: ok first, newest first
         journal["rank"] = journal.groupby("h").cumcount()
-        survey = pd.DataFrame({"h": new_hashes, "pos": np.arange(n)})
+        survey = pd.DataFrame({"h": survey_keys, "pos": np.arange(n)})
         survey["rank"] = survey.groupby("h").cumcount()
         matched = survey.merge(journal[["h", "rank", "row"]], on=["h", "rank"], how="inner")
         pos = matched["pos"].to_numpy(dtype=np.int64)
@@ -175,6 +198,6 @@ class Match:
         done = np.zeros(n, dtype=bool)
         done[pos[keep]] = True
         self.todo = np.flatnonzero(~done)
-        distinct = pd.unique(rows.hash)
+        distinct = np.unique(journal_keys)
         self.journal_psets = len(distinct)
-        self.foreign = int((~pd.Index(distinct).isin(pd.Index(new_hashes))).sum()) if len(distinct) else 0
+        self.foreign = int((~np.isin(distinct, survey_keys)).sum())

@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -215,21 +216,26 @@ class Lock:
     def acquire(self, holder: str) -> None:
         if fcntl is None:  # pragma: no cover
             return
-        import time
-
         self.fd = os.open(os.path.join(self.path, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(self.fd)
-                    self.fd = None
-                    raise JournalError(f"journal {self.path} is being written by another survey "
-                                       f"({holder}); wait for it to finish or use another journal") from None
-                time.sleep(0.05)
+        while not self._try():
+            if time.monotonic() > deadline:
+                os.close(self.fd)
+                self.fd = None
+                raise JournalError(f"journal {self.path} is being written by another survey ({holder}); "
+                                   "wait for it to finish or use another journal")
+            time.sleep(0.05)
+
+    def _try(self) -> bool:
+        assert self.fd is not None and fcntl is not None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError as exc:  # e.g. ENOLCK: a network filesystem without locks
+            log.warning("paramsurvey journal %s: cannot lock it (%s); make sure no other survey writes to it",
+                        self.path, exc)
+        return True
 
     def release(self) -> None:
         if self.fd is not None:

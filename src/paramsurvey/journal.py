@@ -30,7 +30,8 @@ import pandas as pd
 
 from ._columns import ColumnAccumulator
 from ._config import Settings
-from ._journal_hash import hash_columns, hex_strings
+from ._journal_arrow import typed
+from ._journal_hash import hash_columns
 from ._journal_store import (
     FORMAT,
     FORMAT_VERSION,
@@ -136,7 +137,7 @@ def _frame(rows: Any, selected: np.ndarray, unpickle: bool) -> pd.DataFrame:
         "_attempt": rows.attempt[selected],
         "_run": rows.run[selected],
         "_position": rows.position[selected],
-        "_hash": pd.Series(rows.hash[selected], dtype=object),
+        "_hash": pd.Series(rows.hashes(selected), dtype=object),
     }
     frame = frame.reset_index(drop=True)
     for name in TAIL_COLUMNS:
@@ -267,10 +268,12 @@ def _tidy(path: str) -> None:
         os.replace(os.path.join(path, part.name), os.path.join(path, aside))
 
 
-def source_hashes(source: PsetSource) -> np.ndarray:
-    """The journal hash of every pset of a survey (on resume only), in position order."""
-    positions = range(len(source))
-    return hex_strings(*hash_columns(pset_columns(source, positions), len(source)))
+def source_hashes(source: PsetSource) -> tuple[np.ndarray, np.ndarray]:
+    """The journal hash (two uint64 lanes) of every pset of a survey, in position order: computed
+    in the driver, but only on resume."""
+    columns = {key: (typed(values, present), present)
+               for key, (values, present) in pset_columns(source, range(len(source))).items()}
+    return hash_columns(columns, len(source))
 
 
 def open_for_map(settings: Settings, source: PsetSource) -> tuple[Journal, list[int] | None, list[GroupResult]]:
@@ -339,7 +342,9 @@ def _resume(path: str, rows: Any, meta: dict[str, Any] | None, settings: Setting
         if other_size:
             problems.append(f"it was made for a survey of {journal_total} psets, this one has {len(source)}")
         raise JournalError(f"journal {path} does not match this survey: {'; '.join(problems)}. Pass "
-                           "extend_journal=True to add this survey's psets to it, or use another journal")
+                           "extend_journal=True to add this survey's psets to it, or use another journal. "
+                           "(Psets are matched by content: a value whose repr changes from run to run, like "
+                           "an object without a repr of its own, never matches.)")
     ok_columns = rows.gather(match.ok_row, "results", unpickle=True, by_key=True)
     in_group = ~np.isnan(rows.wall[match.fail_row])  # exceptions were timed; crashes were not
     ran_rows = np.concatenate([match.ok_row, match.fail_row[in_group]])
