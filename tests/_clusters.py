@@ -152,6 +152,9 @@ class RayCluster:
                 raise TimeoutError(f"the Ray cluster did not reach {n} nodes; logs in {self.temp_dir}")
             time.sleep(0.5)
 
+    def procs(self) -> list[Proc]:
+        return [self.head, *self.nodes]
+
     def stop(self) -> None:
         for node in reversed(self.nodes):
             node.stop()
@@ -203,6 +206,9 @@ class DaskCluster:
         with Client(self.address, timeout=START_TIMEOUT, set_as_default=False) as client:
             client.wait_for_workers(n, timeout=START_TIMEOUT)
 
+    def procs(self) -> list[Proc]:
+        return [self.scheduler, *self.workers]
+
     def stop(self) -> None:
         for worker in reversed(self.workers):
             worker.stop()
@@ -248,7 +254,9 @@ def wait_for_no_new_children(before: set[int], timeout: float = 10.0) -> None:
     def new() -> list[psutil.Process]:
         # multiprocessing's resource tracker (started by a LocalCluster in this process) serves the
         # interpreter until it exits, as multiprocessing designs it
-        return [p for p in _children() if p.pid not in before and not _is_resource_tracker(p)]
+        shared_pids = {p.pid for cluster in _clusters.values() for proc in cluster.procs() for p in proc.family()}
+        return [p for p in _children()
+                if p.pid not in before and p.pid not in shared_pids and not _is_resource_tracker(p)]
 
     deadline = time.monotonic() + timeout
     while True:
@@ -268,3 +276,23 @@ def _is_resource_tracker(p: psutil.Process) -> bool:
         return any("multiprocessing.resource_tracker" in part for part in p.cmdline())
     except psutil.NoSuchProcess:
         return False
+
+
+@contextlib.contextmanager
+def isolated(tmp_path: Any, monkeypatch: Any, finalize: bool = True) -> Iterator[None]:
+    """conftest's per-test isolation, where the session's shared clusters may start processes
+    during a test (Ray's worker pool grows, a Dask nanny restarts a killed worker): those are the
+    clusters', stopped with them. ``finalize=False``: the backend outlives the test."""
+    from conftest import _children
+
+    import paramsurvey
+
+    for key in list(os.environ):
+        if key.startswith("PARAMSURVEY_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    before = {p.pid for p in _children()}
+    yield
+    if finalize:
+        paramsurvey.finalize()
+        wait_for_no_new_children(before)

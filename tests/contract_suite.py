@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 
 import pandas as pd
 import pytest
@@ -16,7 +17,7 @@ import workers
 
 import paramsurvey
 from paramsurvey._api import _session
-from paramsurvey.backends.base import IN_PROCESS, TIMEOUT
+from paramsurvey.backends.base import CRASH_ISOLATION, IN_PROCESS, TIMEOUT
 
 
 def _init(init_kwargs, **extra):
@@ -191,3 +192,37 @@ def test_timeout(init_kwargs):
     assert results["ok"].tolist() == [0, 2, 3]
     assert results.missing["_status"].tolist() == ["timeout"]
     assert results.progress.timeouts == 1
+
+
+def test_a_pset_that_kills_its_worker_is_crashed_alone(init_kwargs):
+    backend = _init(init_kwargs, verbose=0)
+    if CRASH_ISOLATION not in backend.capabilities:
+        return  # in-process: the pset would take the test run down with it
+    psets = [{"how": "os_exit" if i == 5 else "fine", "i": i} for i in range(12)]
+    results = paramsurvey.map(workers.crash, psets, group_size=4)
+    assert results["ok"].tolist() == [i for i in range(12) if i != 5]
+    assert results.missing["i"].tolist() == [5]
+    assert results.missing["_status"].tolist() == ["crashed"]
+    assert results.progress.crashed == 1 and results.progress.finished == 11
+
+
+def test_ctrl_c_raises_interrupted_with_partial_results(init_kwargs):
+    """SIGINT as a terminal's Ctrl-C sends it, once the first group is in (from out_func, so that
+    it lands inside map()); then the same session runs the next map."""
+    _init(init_kwargs, verbose=0)
+    sent = []
+
+    def out_func(user_ret, system_kwargs, user_kwargs):
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    psets = [{"duration": 0.05} for _ in range(400)]
+    with pytest.raises(paramsurvey.Interrupted) as info:
+        paramsurvey.map(workers.sleeper, psets, group_size=10, out_func=out_func)
+    results = info.value.results
+    assert 10 <= len(results) < 400
+    assert len(results) + len(results.missing) == 400
+    assert set(results.missing["_status"]) == {"cancelled"}
+    assert results.progress.finished + results.progress.failures == results.progress.total == 400
+    assert paramsurvey.map(workers.double, [{"x": 1}, {"x": 2}])["y"].tolist() == [2, 4]

@@ -9,7 +9,6 @@ when ``init_kwargs`` is torn down, after the last test of that parametrization.
 from __future__ import annotations
 
 import logging
-import os
 
 import _clusters
 import pytest
@@ -46,6 +45,10 @@ def init_kwargs(request):
     paramsurvey.finalize()
     if user_cluster is not None:
         assert user_cluster.status.name == "running"  # the user's cluster is the user's to close
+        from distributed import Client
+
+        with Client(user_cluster, set_as_default=False) as client:  # no worker still restarting
+            client.wait_for_workers(2, timeout=60)
         user_cluster.close()
     _clusters.wait_for_no_new_children(before)
 
@@ -53,8 +56,5 @@ def init_kwargs(request):
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """Replaces conftest's: the same isolation, with the backend kept across tests (see above)."""
-    for key in list(os.environ):
-        if key.startswith("PARAMSURVEY_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    yield
+    with _clusters.isolated(tmp_path, monkeypatch, finalize=False):
+        yield

@@ -43,8 +43,5 @@ def init_kwargs(request):
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """Replaces conftest's: the same isolation, with the backend kept across tests (see above)."""
-    for key in list(os.environ):
-        if key.startswith("PARAMSURVEY_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    yield
+    with _clusters.isolated(tmp_path, monkeypatch, finalize=False):
+        yield

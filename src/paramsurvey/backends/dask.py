@@ -116,20 +116,17 @@ class DaskBackend(Backend):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        if settings.max_tasks_per_child:
-            raise ValueError("max_tasks_per_child is not supported by the dask backend (Dask cannot retire "
-                             "a worker process after N tasks; its workers' --lifetime option retires them "
-                             "by age); use the multiprocessing or ray backend")
-        unknown = set(settings.backend_options) - TASK_KEYS - CLUSTER_KEYS
-        if unknown:
-            raise ValueError(f"unknown dask option(s) {sorted(unknown)}: init() takes "
-                             f"{sorted(CLUSTER_KEYS | TASK_KEYS)}, map() takes {sorted(TASK_KEYS)}")
+        _check_settings(settings)
         self.client: Any = None
         self.scheduler: Any = None  # our own in-process scheduler (a LocalCluster with no workers)
         self.workers_proc: subprocess.Popen[bytes] | None = None
         self.local_dir: str | None = None
-        self.pending: dict[Any, tuple[Task, dict[str, Any]]] = {}
+        self.pending: dict[Any, tuple[Task, dict[str, Any], bool]] = {}  # future -> (task, options, solo)
         self.ready: list[Outcome] = []
+        # Psets alone in a task that Dask gave up on (KilledWorker). Dask also blames the tasks
+        # merely queued on each worker that died, so such a pset may be innocent: it runs again
+        # with no other task of ours in flight, where a KilledWorker can only be its own doing.
+        self.suspects: collections.deque[tuple[Task, dict[str, Any]]] = collections.deque()
         self.finished: collections.deque[Any] = collections.deque()
         self.pipe_r, self.pipe_w = os.pipe()
         os.set_blocking(self.pipe_r, False)
@@ -146,6 +143,10 @@ class DaskBackend(Backend):
         self.lock = threading.Lock()
 
     # -- life cycle -------------------------------------------------------------------------
+    def update_settings(self, settings: Settings) -> None:
+        _check_settings(settings)
+        super().update_settings(settings)
+
     def start(self) -> None:
         from distributed import Client
 
@@ -203,6 +204,7 @@ class DaskBackend(Backend):
     def shutdown(self) -> None:
         self.pending.clear()
         self.ready.clear()
+        self.suspects.clear()
         self.setup = None
         proc, self.workers_proc = self.workers_proc, None
         if proc is not None:
@@ -270,16 +272,19 @@ class DaskBackend(Backend):
                 pass
         self.pending.clear()
         self.ready.clear()
+        self.suspects.clear()
         with self.lock:
             self.finished.clear()
         self.setup = None
         self.wake_fd = None
 
     def free_slots(self) -> int:
+        if self.suspects:  # drain, then run them one by one
+            return 0
         return max(0, IN_FLIGHT_PER_CORE * self.worker_count() - len(self.pending))
 
     def busy(self) -> bool:
-        return bool(self.pending or self.ready)
+        return bool(self.pending or self.ready or self.suspects)
 
     def submit(self, task: Task) -> None:
         for pset_options, piece in _remote.split_by(task, "dask"):
@@ -292,14 +297,14 @@ class DaskBackend(Backend):
                 options = {**options, **pset_options}
             self._launch(piece, options)
 
-    def _launch(self, task: Task, options: dict[str, Any]) -> None:
+    def _launch(self, task: Task, options: dict[str, Any], solo: bool = False) -> None:
         self.keys += 1
         if options:
             self._check_feasible(options)
         watch = self.workers_proc is None  # not our workers: they cannot be killed on Ctrl-C
         future = self.client.submit(_entry, self.token, self.setup, task.positions, task.psets, task.attempt, watch,
                                     key=f"paramsurvey-{self.token[:12]}-{self.keys}", pure=False, **options)
-        self.pending[future] = (task, options)
+        self.pending[future] = (task, options, solo)
         future.add_done_callback(self._on_done)
 
     def _on_done(self, future: Any) -> None:  # in a Dask callback thread
@@ -328,6 +333,9 @@ class DaskBackend(Backend):
                         wanted)
 
     def poll(self, timeout: float | None) -> Sequence[Outcome]:
+        if self.suspects and not self.pending:
+            task, options = self.suspects.popleft()
+            self._launch(task, options, solo=True)
         outcomes, self.ready = self.ready, []
         if not outcomes and not self.finished:
             waited = [self.pipe_r] + ([self.wake_fd] if self.wake_fd is not None else [])
@@ -353,15 +361,15 @@ class DaskBackend(Backend):
                     payload = payloads[i] if payloads is not None else future.result()
                 except Exception:
                     continue  # its status says what happened; handled below
-                task, _ = self.pending.pop(future)
+                task = self.pending.pop(future)[0]
                 outcomes.append(GroupDone(task, _remote.decode(payload)))
         for future in finished:
             if future in self.pending:
-                task, options = self.pending.pop(future)
-                self._lost(task, options, future, outcomes)
+                task, options, solo = self.pending.pop(future)
+                self._lost(task, options, solo, future, outcomes)
         return outcomes
 
-    def _lost(self, task: Task, options: dict[str, Any], future: Any, outcomes: list[Outcome]) -> None:
+    def _lost(self, task: Task, options: dict[str, Any], solo: bool, future: Any, outcomes: list[Outcome]) -> None:
         """The task's workers kept dying (KilledWorker), or it failed outside any pset."""
         if future.status == "error":
             exc = future.exception()
@@ -374,16 +382,19 @@ class DaskBackend(Backend):
                      reason, extra={"ps_verbose": 2})
             for piece in _remote.split_after_crash(task):
                 self._launch(piece, options)
-        elif future.status == "error":
+        elif future.status != "error":
+            self._launch(task, options, solo)
+        elif solo:
             message = f"worker process died ({reason})"
             outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed", message))
         else:
-            self._launch(task, options)
+            self.suspects.append((task, options))
 
     def cancel(self) -> None:
         futures = list(self.pending)
         self.pending.clear()
         self.ready.clear()
+        self.suspects.clear()
         if not futures or self.client is None:
             return
         victims: list[int] = []
@@ -409,6 +420,17 @@ class DaskBackend(Backend):
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
+
+
+def _check_settings(settings: Settings) -> None:
+    if settings.max_tasks_per_child:
+        raise ValueError("max_tasks_per_child is not supported by the dask backend (Dask cannot retire "
+                         "a worker process after N tasks; its workers' --lifetime option retires them "
+                         "by age); use the multiprocessing or ray backend")
+    unknown = set(settings.backend_options) - TASK_KEYS - CLUSTER_KEYS
+    if unknown:
+        raise ValueError(f"unknown dask option(s) {sorted(unknown)}: init() takes "
+                         f"{sorted(CLUSTER_KEYS | TASK_KEYS)}, map() takes {sorted(TASK_KEYS)}")
 
 
 def _stop_process_tree(proc: subprocess.Popen[bytes]) -> None:

@@ -108,6 +108,9 @@ class RayBackend(Backend):
                 if "_temp_dir" not in options:  # short (socket paths) and ours to remove
                     self.temp_dir = options["_temp_dir"] = tempfile.mkdtemp(prefix="psray", dir="/tmp")
             options.setdefault("logging_level", logging.WARNING if self.settings.verbose >= 2 else logging.ERROR)
+            # Ray relays the workers' output (and its own notes on dead workers) to this process;
+            # verbose=0 promises silence
+            options.setdefault("log_to_driver", self.settings.verbose > 0)
             try:
                 ray.init(address=address, **options)
             except Exception as exc:
@@ -115,11 +118,20 @@ class RayBackend(Backend):
                 where = "start a local Ray" if self.owns else f"connect to the Ray cluster at {address!r}"
                 raise BackendError(f"could not {where}: {exc}") from exc
             self.connected = True
+        self._make_remote()
+        if self.owns:
+            self._warm_up()
+
+    def update_settings(self, settings: Settings) -> None:
+        changed = settings.max_tasks_per_child != self.settings.max_tasks_per_child
+        super().update_settings(settings)
+        if changed and self.remote is not None:
+            self._make_remote()
+
+    def _make_remote(self) -> None:
         max_calls = 1 if self.settings.max_tasks_per_child else 0
         self.remote = ray.remote(max_calls=max_calls)(_entry)
         self.remotes.clear()
-        if self.owns:
-            self._warm_up()
 
     def _warm_up(self) -> None:
         """Have each local worker process load paramsurvey now rather than in the first map."""
