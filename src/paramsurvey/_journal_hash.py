@@ -25,6 +25,7 @@ bump ``HASH_VERSION``.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import operator
 from collections.abc import Mapping, Sequence
@@ -235,10 +236,6 @@ def hash_columns(columns: Mapping[str, tuple[Values | Typed, np.ndarray | None]]
     return h0, h1
 
 
-# "00", "01", ..., "ff" as 2-byte words: one gather turns each byte into its two hex digits
-_HEX_PAIRS = np.frombuffer(b"".join(b"%02x" % i for i in range(256)), dtype=np.uint16)
-
-
 def hex_bytes(h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
     """The hashes as an (n, 32) uint8 array of lowercase hex digits (lane 0 then lane 1, each as
     8 little-endian bytes): the bytes of the ``_hash`` strings, built without a Python loop."""
@@ -246,7 +243,7 @@ def hex_bytes(h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
     raw = np.empty((n, 2), dtype="<u8")
     raw[:, 0] = h0
     raw[:, 1] = h1
-    return _HEX_PAIRS[raw.view(np.uint8)].view(np.uint8).reshape(n, 32)
+    return np.frombuffer(binascii.hexlify(raw.tobytes()), dtype=np.uint8).reshape(n, 32)
 
 
 _NIBBLE = np.full(256, 255, dtype=np.uint8)
@@ -289,15 +286,23 @@ def hex_strings(h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
     return hex_bytes(h0, h1).view("S32").ravel().astype("U32").astype(object)
 
 
-def list_columns(psets: Sequence[Mapping[str, Any]]) -> dict[str, tuple[list[Any], np.ndarray | None]]:
-    """A list of pset dicts, column by column: key -> (values, present mask or None)."""
+def list_columns(psets: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None
+                 ) -> dict[str, tuple[list[Any], np.ndarray | None]]:
+    """A list of pset dicts, column by column: key -> (values, present mask or None).
+    ``keys``: every key any of these psets has, when known (the survey's checked union of keys)."""
     n = len(psets)
     if not n:
         return {}
-    first = list(psets[0].keys())
-    if set(map(len, psets)) == {len(first)}:
-        try:  # the usual case: every pset has the first one's keys (same count, and each key found)
-            return {k: (list(map(operator.itemgetter(k), psets)), None) for k in first}
+    if keys is None:
+        keys = list(psets[0].keys())
+        same = set(map(len, psets)) == {len(keys)}
+    else:
+        same = len(psets[0]) == len(keys)
+    if same:
+        # the usual case: every pset has all the keys (none can have another key: either the count
+        # is the same everywhere, or keys is the union), so itemgetter finds each one everywhere
+        try:
+            return {k: (list(map(operator.itemgetter(k), psets)), None) for k in keys}
         except KeyError:
             pass
     keys = list(dict.fromkeys(k for p in psets for k in p))

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .exceptions import JournalError
 
@@ -63,6 +62,14 @@ class PartName:
     def covers(self, other: PartName) -> bool:
         return (self.run == other.run and self.lo <= other.lo and other.hi <= self.hi
                 and (self.lo, self.hi) != (other.lo, other.hi))
+
+
+def _parquet() -> Any:
+    """pyarrow.parquet, imported on first use (~20 ms): a new journal's writer thread imports it
+    while the map starts its workers, rather than the map waiting for it."""
+    import pyarrow.parquet
+
+    return pyarrow.parquet
 
 
 def parse_part(name: str) -> PartName | None:
@@ -127,6 +134,7 @@ def atomic_write(path: str, name: str, write: Any, durable: bool = True) -> None
 
 def write_part(path: str, part: PartName, table: pa.Table, options: dict[str, Any]) -> int:
     """Write one part file atomically; returns its size in bytes."""
+    pq = _parquet()
     atomic_write(path, part.name, lambda f: pq.write_table(table, f, **options))
     return os.path.getsize(os.path.join(path, part.name))
 
@@ -139,6 +147,7 @@ def part_meta(schema: pa.Schema) -> dict[str, Any]:
 def read_part(path: str, part: PartName, columns: list[str] | None = None) -> pa.Table | None:
     """A part as a table, or None if the file is damaged (logged) or gone (merged meanwhile)."""
     file = os.path.join(path, part.name)
+    pq = _parquet()
     try:
         if columns is not None:
             have = set(pq.read_schema(file).names)
@@ -175,6 +184,7 @@ def read_parts(path: str, columns: list[str] | None = None) -> list[tuple[PartNa
 
 def damaged_parts(path: str) -> Iterator[PartName]:
     """Parts whose footer cannot be read (only the writer, holding the lock, acts on this)."""
+    pq = _parquet()
     for part in list_parts(path):
         try:
             pq.read_metadata(os.path.join(path, part.name))

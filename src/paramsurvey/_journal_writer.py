@@ -55,7 +55,7 @@ FANIN = 16
 MERGE_MAX_ROWS = 2_000_000
 
 STATUSES = ("ok", "exception", "crashed", "timeout")
-_STATUS_OBJECTS = np.array(STATUSES, dtype=object)
+_STATUS_DICTIONARY = pa.array(STATUSES, type=pa.string())
 SYSTEM_COLUMNS = ("_hash", "_position", "_status", "_exception", "_traceback", "_wallclock", "_iowait",
                   "_finished", "_attempt")
 # Columns worth dictionary-encoding (few distinct values); the rest would pay for a dictionary
@@ -82,7 +82,7 @@ def pset_columns(source: PsetSource, positions: Sequence[int] | np.ndarray,
     ``psets``: the pset dicts at these positions, when the caller already has them."""
     frame = source.frame
     if frame is None:
-        return list_columns(source.get(list(positions)) if psets is None else psets)
+        return list_columns(source.get(list(positions)) if psets is None else psets, source.keys)
     pos = np.asarray(positions, dtype=np.int64)
     out: dict[str, tuple[Any, np.ndarray | None]] = {}
     for key in frame.columns:
@@ -206,7 +206,9 @@ class PartBuilder:
         codes = np.zeros(n, dtype=np.int8)
         for row, (code, _, _) in rows.failed.items():
             codes[row] = code
-        columns["_status"] = pa.array(_STATUS_OBJECTS[codes], type=pa.string())
+        # dictionary-encoded: free to build (a string array from 100,000 objects takes ~20 ms), and
+        # what Parquet would store anyway; pandas reads it as a categorical
+        columns["_status"] = pa.DictionaryArray.from_arrays(pa.array(codes), _STATUS_DICTIONARY)
         pickled: list[str] = []
         psets: list[str] = []
         for key, (column, _) in pcols.items():
@@ -421,6 +423,8 @@ class Journal:
     # -- the writer thread ------------------------------------------------------------------
     def _thread_main(self) -> None:
         try:
+            import pyarrow.parquet  # noqa: F401  (now, while the map starts: see _journal_store._parquet)
+
             self._write_provenance()
         except Exception as exc:  # provenance is a nicety: never let it stop the journal
             log.warning("paramsurvey journal %s: cannot record provenance: %s", self.path, exc)
