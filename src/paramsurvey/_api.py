@@ -163,6 +163,7 @@ def map(func: Callable[..., Any], psets: Any, **kwargs: Any) -> MapResults:
     finally:
         if journal is not None:  # already closed by the engine, unless the map failed: then write what finished
             journal.close()
+            journal.wait()  # the last write, done while the engine assembled the results
         if carbon is not None:
             carbon.close()
 

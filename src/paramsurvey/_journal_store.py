@@ -184,8 +184,9 @@ def read_parts(path: str, columns: list[str] | None = None) -> list[tuple[PartNa
 
 def damaged_parts(path: str) -> Iterator[PartName]:
     """Parts whose footer cannot be read (only the writer, holding the lock, acts on this)."""
-    pq = _parquet()
-    for part in list_parts(path):
+    parts = list_parts(path)
+    pq = _parquet() if parts else None
+    for part in parts:
         try:
             pq.read_metadata(os.path.join(path, part.name))
         except (pa.ArrowException, OSError, ValueError):

@@ -12,8 +12,10 @@ mostly in numpy and Arrow code, so the survey loop never waits on the disk. Tabl
 outcomes arrive, so that little is left to do when the map ends. A finished pset is on disk at most
 FLUSH_SECONDS (plus the time of one write) after it arrived.
 
-``close()`` returns once the last part is on disk. A journal the engine never closed (a map that
-failed before its survey started) is closed at the interpreter's exit, by an atexit hook.
+``close()`` (the engine, when the survey ends) starts the last write; ``wait()`` (map(), before it
+returns) waits for it: the results are assembled meanwhile, and whoever reads the journal after map()
+returned sees all of it. A journal never closed (a map that failed before its survey started) is
+closed at the interpreter's exit, by an atexit hook.
 """
 
 from __future__ import annotations
@@ -399,9 +401,9 @@ class Journal:
         """The writer thread flushes on its own clock; nothing to do in the survey loop."""
 
     def close(self) -> None:
-        """The map is over: write what is left, finish the metadata, release the lock, and return
-        once all of it is on disk (a reader of the journal, or the next map, sees everything).
-        Little is left by then: tables were built as outcomes arrived. Safe to call twice."""
+        """The map is over: the thread writes what is left, finishes the metadata and releases the
+        lock, while the engine assembles the results; ``wait()`` (which map() calls before it
+        returns) until it is all on disk. Safe to call twice."""
         if self.closed:
             return
         self.closed = True
@@ -409,7 +411,6 @@ class Journal:
         self.wake.set()
         if not self.thread.is_alive() and not self.done.is_set():  # never started, or died
             self._finish()
-        self.wait()
 
     def wait(self, timeout: float | None = None) -> None:
         """Until the last write is on disk and the lock released."""
