@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -296,3 +297,60 @@ def isolated(tmp_path: Any, monkeypatch: Any, finalize: bool = True) -> Iterator
     if finalize:
         paramsurvey.finalize()
         wait_for_no_new_children(before)
+
+
+CTRL_C_SCRIPT = textwrap.dedent("""
+    import sys, time
+    import paramsurvey
+
+    def slow(pset, system_kwargs, user_kwargs):  # no __main__ guard, as in the README
+        time.sleep(0.1 if pset['x'] < 4 else 30)
+        return {'y': pset['x']}
+
+    def announce(user_ret, system_kwargs, user_kwargs):
+        print('finished', user_ret['pset']['x'], flush=True)
+
+    paramsurvey.init(backend=sys.argv[1], verbose=0)
+    try:
+        paramsurvey.map(slow, [{'x': i} for i in range(40)], out_func=announce, group_size=1)
+    except paramsurvey.Interrupted as exc:
+        r = exc.results
+        print('interrupted', len(r), len(r.missing), sorted(set(r.missing['_status'])), flush=True)
+        sys.exit(0)
+    print('not interrupted', flush=True)
+""")
+
+
+def ctrl_c_in_a_script(tmp_path: Any, backend: str) -> None:
+    """Run CTRL_C_SCRIPT with the embedded local start of ``backend``, SIGINT it once psets
+    finish, and check: Interrupted within a few seconds, and no process of it left behind."""
+    script = tmp_path / "driver.py"
+    script.write_text(CTRL_C_SCRIPT)
+    env = dict(os.environ, **RAY_ENV)
+    proc = subprocess.Popen([sys.executable, str(script), backend], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        seen = [proc.stdout.readline() for _ in range(2)]
+        assert all(line.startswith("finished") for line in seen), (seen, proc.stderr.read())
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert family
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        line = proc.stdout.readline()
+        while line.startswith("finished"):  # psets that finished as the signal arrived
+            line = proc.stdout.readline()
+        interrupted_after = time.monotonic() - sent
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert line.startswith("interrupted"), (line, out, err)
+    _, n_results, n_missing = line.split()[:3]
+    assert int(n_results) >= 2 and int(n_results) + int(n_missing) == 40
+    assert "'cancelled'" in line
+    assert interrupted_after < 10  # a deadlock guard; the time itself is measured in benchmarks
+    assert proc.returncode == 0, err
+    _, alive = psutil.wait_procs(family, timeout=15)
+    assert not alive, [(p.pid, p.cmdline()) for p in alive]

@@ -1,0 +1,145 @@
+"""The Dask backend beyond the contract: a real scheduler and workers from the ``dask`` command line
+(one worker with the resource ``special``), a worker killed mid-survey, Ctrl-C on paramsurvey's own
+cluster and on a user's, what Dask cannot do, and the install hint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+import threading
+import time
+
+import _clusters
+import pytest
+import workers
+
+import paramsurvey
+
+pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    with _clusters.shared("dask") as cluster:
+        yield cluster
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """conftest's isolation, tolerant of the shared cluster's restarted workers."""
+    with _clusters.isolated(tmp_path, monkeypatch):
+        yield
+
+
+def init_on(cluster, **kwargs):
+    paramsurvey.init(backend="dask", verbose=0, dask=cluster.init_kwargs, **kwargs)
+
+
+def pids_of(proc):
+    return {p.pid for p in proc.family()}
+
+
+def test_not_installed_names_the_extra():
+    out = _clusters.run_script(textwrap.dedent("""
+        import sys
+        sys.modules['distributed'] = None  # as if dask[distributed] were not installed
+        import paramsurvey
+        try:
+            paramsurvey.init(backend='dask', verbose=0)
+        except paramsurvey.BackendNotInstalled as exc:
+            print('raised:', exc)
+    """))
+    assert "raised:" in out.stdout, out.stderr
+    assert "pip install 'paramsurvey[dask]'" in out.stdout
+
+
+def test_what_dask_cannot_do_is_an_error(dask_cluster):
+    with pytest.raises(ValueError, match="max_tasks_per_child is not supported by the dask backend"):
+        init_on(dask_cluster, max_tasks_per_child=3)
+    with pytest.raises(ValueError, match="unknown dask option"):
+        paramsurvey.init(backend="dask", dask={"adress": dask_cluster.address})
+    init_on(dask_cluster)
+    with pytest.raises(ValueError, match="timeout= is not supported by the dask backend"):
+        paramsurvey.map(workers.double, [{"x": 1}], timeout=5)
+
+
+def test_cluster_cores_and_resources(dask_cluster):
+    init_on(dask_cluster)
+    assert paramsurvey.current_core_count() == 2
+    nodes = paramsurvey.current_resources()  # one machine: both workers are on it
+    assert len(nodes) == 1 and nodes[0]["num_cores"] == 2 and nodes[0]["memory"] > 0
+
+
+def test_pset_with_a_custom_resource_runs_on_the_worker_that_has_it(dask_cluster):
+    init_on(dask_cluster)
+    psets = [{"x": i, "dask": {"resources": {"special": 1}}} if i % 3 == 0 else {"x": i} for i in range(12)]
+    results = paramsurvey.map(workers.echo_system, psets)
+    assert results["pset_index"].tolist() == list(range(12))
+    special = results.results[results["x"] % 3 == 0]
+    assert set(special["pid"]) <= pids_of(dask_cluster.special)
+    assert special["pset_keys"].tolist() == ["dask,x"] * 4
+    bad = paramsurvey.map(workers.double, [{"x": 1, "dask": {"cores": 2}}, {"x": 2}])
+    assert bad["y"].tolist() == [4]
+    assert "dask options" in bad.missing["_exception"].iloc[0]
+
+
+@pytest.mark.timeout(180)
+def test_a_worker_killed_mid_survey_loses_nothing(dask_cluster, tmp_path):
+    """A third worker joins; once psets run there, it is SIGKILLed with its nanny (a machine that
+    dies). Its psets run again elsewhere and every result arrives exactly once."""
+    worker = dask_cluster.add_worker()
+    killed = []
+    try:
+        dask_cluster.wait_for_workers(3)
+        init_on(dask_cluster)
+        marks = tmp_path / "marks"
+        marks.mkdir()
+        victims = pids_of(worker)
+
+        def kill_when_busy():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                victims.update(pids_of(worker))
+                if any(int(name.split("-")[2]) in victims for name in os.listdir(marks)):
+                    worker.kill()
+                    killed.append(time.monotonic())
+                    return
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=kill_when_busy)
+        killer.start()
+        psets = [{"x": i, "sleep": 0.2} for i in range(60)]
+        results = paramsurvey.map(workers.marker, psets, user_kwargs={"dir": str(marks)})
+        killer.join()
+    finally:
+        worker.stop()
+        dask_cluster.workers.remove(worker)
+    assert killed, "no pset ever ran on the third worker"
+    assert results.results.index.tolist() == list(range(60))  # each once, none missing
+    assert results["y"].tolist() == [10 * i for i in range(60)]
+    assert len(results.missing) == 0 and results.progress.finished == 60
+    assert {int(name.split("-")[0]) for name in os.listdir(marks)} == set(range(60))
+
+
+def test_ctrl_c_on_a_users_cluster_stops_the_running_group(dask_cluster, tmp_path):
+    """Dask cannot kill a task on a cluster that is not paramsurvey's: a cancelled group stops at
+    its next pset instead."""
+    init_on(dask_cluster)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    psets = [{"x": i, "sleep": 0.05} for i in range(200)]
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(paramsurvey.Interrupted):
+        paramsurvey.map(workers.marker, psets, group_size=100, user_kwargs={"dir": str(marks)})
+    timer.join()
+    time.sleep(0.5)  # what still runs now stops at its next pset
+    settled = len(os.listdir(marks))
+    time.sleep(1.0)
+    assert len(os.listdir(marks)) == settled < 200
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_with_paramsurveys_own_cluster(tmp_path):
+    _clusters.ctrl_c_in_a_script(tmp_path, "dask")

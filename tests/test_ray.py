@@ -1,0 +1,148 @@
+"""The Ray backend beyond the contract: a real cluster on loopback (a head and a second node with the
+custom resource ``special``), a node killed mid-survey, per-pset and per-map task options, the
+worker reuse limit, Ctrl-C with the embedded local start, and the install hint."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import threading
+import time
+
+import _clusters
+import pytest
+import workers
+
+import paramsurvey
+from paramsurvey.exceptions import BackendNotInstalled
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    with _clusters.shared("ray") as cluster:
+        yield cluster
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """conftest's isolation, tolerant of the shared cluster's own new worker processes."""
+    with _clusters.isolated(tmp_path, monkeypatch):
+        yield
+
+
+def init_on(cluster, **kwargs):
+    paramsurvey.init(backend="ray", verbose=0, ray=cluster.init_kwargs, **kwargs)
+
+
+def pids_of(proc):
+    return {p.pid for p in proc.family()}
+
+
+def test_not_installed_names_the_extra():
+    out = _clusters.run_script(textwrap.dedent("""
+        import sys
+        sys.modules['ray'] = None  # as if ray were not installed
+        import paramsurvey
+        try:
+            paramsurvey.init(backend='ray', verbose=0)
+        except paramsurvey.BackendNotInstalled as exc:
+            print('raised:', exc)
+    """))
+    assert "raised:" in out.stdout, out.stderr
+    assert "pip install 'paramsurvey[ray]'" in out.stdout
+    assert issubclass(BackendNotInstalled, ImportError)
+
+
+def test_cluster_cores_and_resources(ray_cluster):
+    init_on(ray_cluster)
+    assert paramsurvey.current_core_count() == 3
+    nodes = paramsurvey.current_resources()
+    assert sorted(n["num_cores"] for n in nodes) == [1, 2]
+    assert all(n["memory"] > 0 and n["num_gpus"] == 0 for n in nodes)
+
+
+def test_pset_with_a_custom_resource_runs_on_the_node_that_has_it(ray_cluster):
+    init_on(ray_cluster)
+    psets = [{"x": i, "ray": {"resources": {"special": 1}}} if i % 3 == 0 else {"x": i} for i in range(12)]
+    results = paramsurvey.map(workers.echo_system, psets)
+    assert results["pset_index"].tolist() == list(range(12))
+    special = results.results[results["x"] % 3 == 0]
+    assert set(special["pid"]) <= pids_of(ray_cluster.second)
+    assert special["pset_keys"].tolist() == ["ray,x"] * 4  # the worker still sees its own dict
+
+
+def test_map_options_and_pset_options_set_the_task(ray_cluster):
+    init_on(ray_cluster)
+    results = paramsurvey.map(workers.echo_system, [{"x": i} for i in range(4)], ray={"num_cpus": 2})
+    assert set(results["omp"]) == {"2"}  # numeric libraries get the task's cores
+    psets = [{"x": 0, "ray": {"num_cores": 2}}, {"x": 1}, {"x": 2, "ray": {"bogus_option": 1}}]
+    results = paramsurvey.map(workers.echo_system, psets)
+    assert results["omp"].tolist() == ["2", "1"]  # num_cores is num_cpus
+    missing = results.missing
+    assert missing["x"].tolist() == [2] and missing["_status"].tolist() == ["exception"]
+    assert "invalid Ray task options" in missing["_exception"].iloc[0]
+
+
+def test_max_tasks_per_child_replaces_worker_processes(ray_cluster):
+    init_on(ray_cluster, max_tasks_per_child=2)
+    results = paramsurvey.map(workers.echo_system, [{"x": i} for i in range(6)])
+    assert len(results) == 6
+    assert results["pid"].value_counts().max() <= 2
+
+
+def test_retries_after_ray_gave_up_on_a_crashing_pset(ray_cluster):
+    init_on(ray_cluster)
+    results = paramsurvey.map(workers.crash_once, [{"x": i} for i in range(4)], retries=1)
+    assert results["attempt"].tolist() == [0, 1, 0, 0]
+    assert results.progress.retried == 1 and results.progress.failures == 0
+
+
+@pytest.mark.timeout(180)
+def test_a_node_killed_mid_survey_loses_nothing(ray_cluster, tmp_path):
+    """A third node joins; once psets run there, the whole node is SIGKILLed (a machine that dies).
+    Its psets run again elsewhere and every result arrives exactly once."""
+    node = ray_cluster.add_node(_clusters.EXTRA_IP, num_cpus=2)
+    killed = []
+    try:
+        ray_cluster.wait_for_nodes(3)
+        init_on(ray_cluster)
+        assert paramsurvey.current_core_count() == 5
+        marks = tmp_path / "marks"
+        marks.mkdir()
+        victims = pids_of(node)
+
+        def kill_when_busy():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                victims.update(pids_of(node))
+                if any(int(name.split("-")[2]) in victims for name in os.listdir(marks)):
+                    node.kill()
+                    killed.append(time.monotonic())
+                    return
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=kill_when_busy)
+        killer.start()
+        psets = [{"x": i, "sleep": 0.3} for i in range(60)]
+        results = paramsurvey.map(workers.marker, psets, user_kwargs={"dir": str(marks)})
+        killer.join()
+    finally:
+        node.stop()
+        ray_cluster.nodes.remove(node)
+    assert killed, "no pset ever ran on the third node"
+    assert results.results.index.tolist() == list(range(60))  # each once, none missing
+    assert results["y"].tolist() == [10 * i for i in range(60)]
+    assert len(results.missing) == 0 and results.progress.finished == 60
+    runs = [int(name.split("-")[0]) for name in os.listdir(marks)]
+    assert set(runs) == set(range(60))
+    deadline = time.monotonic() + 60
+    while paramsurvey.current_core_count() != 3 and time.monotonic() < deadline:
+        time.sleep(0.5)  # the cluster notices the dead node
+    assert paramsurvey.current_core_count() == 3
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_with_the_embedded_local_ray(tmp_path):
+    _clusters.ctrl_c_in_a_script(tmp_path, "ray")
