@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paramsurvey._journal_arrow import typed
+from paramsurvey._journal_build import pset_columns
 from paramsurvey._journal_hash import HASH_VERSION, hash_columns, hash_psets, hex_strings, list_columns
-from paramsurvey._journal_writer import pset_columns
 from paramsurvey._psets import PsetSource
 
 scalars = st.one_of(

@@ -185,7 +185,9 @@ def read_parts(path: str, columns: list[str] | None = None) -> list[tuple[PartNa
 def damaged_parts(path: str) -> Iterator[PartName]:
     """Parts whose footer cannot be read (only the writer, holding the lock, acts on this)."""
     parts = list_parts(path)
-    pq = _parquet() if parts else None
+    if not parts:
+        return
+    pq = _parquet()
     for part in parts:
         try:
             pq.read_metadata(os.path.join(path, part.name))

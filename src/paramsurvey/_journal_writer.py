@@ -27,14 +27,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from ._journal_arrow import to_arrow, typed
-from ._journal_hash import HASH_VERSION, hash_columns, hex_bytes, list_columns
+from ._journal_build import DICT_COLUMNS, STATUSES, PartBuilder
 from ._journal_store import PART_META_KEY, Lock, PartName, fsync_dir, part_meta, read_part, write_meta, write_part
 from ._psets import PsetSource
 from ._worker import GroupResult
@@ -56,226 +54,13 @@ FANIN = 16
 # ... unless they hold more rows than this: big parts are few anyway, and a merge must stay short.
 MERGE_MAX_ROWS = 2_000_000
 
-STATUSES = ("ok", "exception", "crashed", "timeout")
-_STATUS_DICTIONARY = pa.array(STATUSES, type=pa.string())
-SYSTEM_COLUMNS = ("_hash", "_position", "_status", "_exception", "_traceback", "_wallclock", "_iowait",
-                  "_finished", "_attempt")
-# Columns worth dictionary-encoding (few distinct values); the rest would pay for a dictionary
-# they then abandon (pyarrow tries, then falls back to plain: 2-5x slower on unique values).
-_DICT_COLUMNS = ("_status", "_exception", "_traceback", "_attempt", "_finished")
-
-
-def result_column(key: Any, pset_keys: frozenset[str]) -> str:
-    """The part-file column of a result key: the key itself, unless it could be mistaken for a pset
-    column or one of paramsurvey's own (then ``_result_<key>``)."""
-    if isinstance(key, str) and not key.startswith("_") and key not in pset_keys:
-        return key
-    return "_result_" + (key if isinstance(key, str) else repr(key))
-
-
-def _key_json(key: Any) -> Any:
-    return key if isinstance(key, (str, int, float, bool)) or key is None else repr(key)
-
-
-def pset_columns(source: PsetSource, positions: Sequence[int] | np.ndarray,
-                 psets: Sequence[Mapping[str, Any]] | None = None) -> dict[str, tuple[Any, np.ndarray | None]]:
-    """The psets at these positions, column by column: key -> (values, present mask or None).
-    A DataFrame's numeric columns stay numpy arrays; other values are what the worker receives.
-    ``psets``: the pset dicts at these positions, when the caller already has them."""
-    frame = source.frame
-    if frame is None:
-        return list_columns(source.get(list(positions)) if psets is None else psets, source.keys)
-    pos = np.asarray(positions, dtype=np.int64)
-    out: dict[str, tuple[Any, np.ndarray | None]] = {}
-    for key in frame.columns:
-        series = frame[key]
-        if isinstance(series.dtype, np.dtype) and series.dtype.kind in "biuf":
-            out[key] = (series.to_numpy()[pos], None)
-        else:
-            out[key] = (series.iloc[pos].tolist(), None)
-    return out
-
-
-def _contiguous(ran: Sequence[int]) -> bool:
-    """Is ran a run of consecutive positions? (Checked at both ends: the engine's groups are either
-    a range of its todo list or a single retry; a sorted todo with gaps fails the length test.)"""
-    return len(ran) > 0 and ran[-1] - ran[0] == len(ran) - 1 and (len(ran) < 3 or ran[1] == ran[0] + 1)
-
-
-class _Rows:
-    """The rows of one part being built: outcomes in arrival order, then columns."""
-
-    def __init__(self, source: PsetSource) -> None:
-        self.source = source
-        self.n = 0
-        self.positions: list[np.ndarray] = []
-        self.psets: list[Any] | None = [] if source.frame is None else None
-        self.wall: list[np.ndarray] = []
-        self.iowait: list[np.ndarray] = []
-        self.when: list[int] = []  # per entry: microseconds since the epoch
-        self.attempt: list[int] = []  # per entry
-        self.counts: list[int] = []  # rows per entry
-        self.failed: dict[int, tuple[int, str, str]] = {}  # row -> (status code, exception, traceback)
-        self.results: dict[Any, list[tuple[int, Sequence[Any], list[int] | None]]] = {}
-        self.raw: dict[str, list[float]] = {}
-
-    def _add_rows(self, ran: Sequence[int], when: float, attempt: int) -> int:
-        base, k = self.n, len(ran)
-        if _contiguous(ran):  # the usual group: a slice of the psets
-            self.positions.append(np.arange(ran[0], ran[0] + k, dtype=np.int64))
-            if self.psets is not None:
-                self.psets.extend(self.source.get_range(ran[0], ran[0] + k))
-        else:
-            self.positions.append(np.array(ran, dtype=np.int64))
-            if self.psets is not None:
-                self.psets.extend(self.source.get(ran))
-        self.when.append(int(when * 1e6))
-        self.attempt.append(attempt)
-        self.counts.append(k)
-        self.n += k
-        return base
-
-    def add_group(self, result: GroupResult, when: float, attempt: int) -> None:
-        ran = result.ran
-        base = self._add_rows(ran, when, attempt)
-        self.wall.append(np.array(result.wall, dtype=np.float64))  # array('d') from workers: a memcpy
-        self.iowait.append(np.array(result.iowait, dtype=np.float64))
-        if not result.failures:  # the usual case: every pset of the group ok, in ran order
-            for key, column in result.columns.items():
-                self.results.setdefault(key, []).append((base, column, None))
-        else:
-            failed = {f[0]: f for f in result.failures}
-            rows: list[int] = []
-            for i, position in enumerate(ran):
-                f = failed.get(position)
-                if f is None:
-                    rows.append(base + i)
-                else:
-                    self.failed[base + i] = (_code(f[1]), f[2], f[3])
-            for key, column in result.columns.items():
-                self.results.setdefault(key, []).append((base, column, rows))
-        for name, values in result.raw.items():
-            self.raw.setdefault(name, []).extend(values)
-
-    def add_lost(self, lost: PsetLost, when: float) -> None:
-        row = self._add_rows([lost.position], when, lost.attempt)
-        self.wall.append(np.array([np.nan]))
-        self.iowait.append(np.array([np.nan]))
-        self.failed[row] = (_code(lost.status), lost.message, "")
-
-    def result_values(self, key: Any) -> list[Any]:
-        full: list[Any] = [None] * self.n
-        for base, column, rows in self.results[key]:
-            if rows is None:
-                full[base:base + len(column)] = column
-            else:
-                for row, value in zip(rows, column):
-                    full[row] = value
-        return full
-
-
-def _code(status: str) -> int:
-    return STATUSES.index(status) if status in STATUSES else STATUSES.index("crashed")
-
-
-class PartBuilder:
-    """Turns pending outcomes into one Arrow table: system columns, psets, results."""
-
-    def __init__(self, source: PsetSource) -> None:
-        self.source = source
-        self.pset_keys = frozenset(source.keys)
-        self.warned: set[Any] = set()
-
-    def build(self, entries: list[tuple[Any, ...]]) -> tuple[pa.Table, dict[str, Any]] | None:
-        rows = _Rows(self.source)
-        for entry in entries:
-            if entry[0] == "g":
-                rows.add_group(entry[1], entry[2], entry[3])
-            else:
-                rows.add_lost(entry[1], entry[2])
-        n = rows.n
-        if not n:
-            return None
-        positions = np.concatenate(rows.positions)
-        columns: dict[str, pa.Array] = {}
-        bad: set[int] = set()
-        pcols = {key: (typed(values, present), present)
-                 for key, (values, present) in pset_columns(self.source, positions, rows.psets).items()}
-        hexes = hex_bytes(*hash_columns(pcols, n))
-        offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int32)
-        columns["_hash"] = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexes))
-        columns["_position"] = pa.array(positions)
-        codes = np.zeros(n, dtype=np.int8)
-        for row, (code, _, _) in rows.failed.items():
-            codes[row] = code
-        # dictionary-encoded: free to build (a string array from 100,000 objects takes ~20 ms), and
-        # what Parquet would store anyway; pandas reads it as a categorical
-        columns["_status"] = pa.DictionaryArray.from_arrays(pa.array(codes), _STATUS_DICTIONARY)
-        pickled: list[str] = []
-        psets: list[str] = []
-        for key, (column, _) in pcols.items():
-            array, is_pickled, unstorable = to_arrow(column)
-            columns[key] = array
-            psets.append(key)
-            if is_pickled:
-                pickled.append(key)
-            bad.update(unstorable)
-        results: list[list[Any]] = []
-        for key in rows.results:
-            name = result_column(key, self.pset_keys)
-            array, is_pickled, unstorable = to_arrow(typed(rows.result_values(key)))
-            if unstorable and key not in self.warned:
-                self.warned.add(key)
-                log.warning("paramsurvey journal: result %r of %d pset(s) cannot be pickled; those psets are "
-                            "not journaled (a resumed survey runs them again)", key, len(unstorable))
-            columns[name] = array
-            results.append([name, _key_json(key)])
-            if is_pickled:
-                pickled.append(name)
-            bad.update(unstorable)
-        self._failure_columns(rows, n, columns)
-        wall = np.concatenate(rows.wall)
-        nan = np.isnan(wall) if rows.failed else None
-        mask = nan if nan is not None and nan.any() else None
-        columns["_wallclock"] = pa.array(wall, mask=mask)
-        columns["_iowait"] = pa.array(np.concatenate(rows.iowait), mask=mask)
-        counts = np.array(rows.counts, dtype=np.int64)
-        columns["_finished"] = pa.array(np.repeat(np.array(rows.when, dtype=np.int64), counts),
-                                        type=pa.timestamp("us", tz="UTC"))
-        columns["_attempt"] = pa.array(np.repeat(np.array(rows.attempt, dtype=np.int32), counts))
-        keep = None
-        if bad:
-            keep = np.ones(n, dtype=bool)
-            keep[sorted(bad)] = False
-        counts_by_code = np.bincount(codes if keep is None else codes[keep], minlength=len(STATUSES))
-        meta = {"version": 1, "hash_version": HASH_VERSION, "psets": psets, "results": results,
-                "pickled": pickled, "raw": rows.raw,
-                "counts": {name: int(k) for name, k in zip(STATUSES, counts_by_code.tolist()) if k}}
-        table = pa.table(columns).replace_schema_metadata({PART_META_KEY: json.dumps(meta).encode()})
-        if keep is not None:
-            table = table.filter(pa.array(keep))
-        return table, meta
-
-    @staticmethod
-    def _failure_columns(rows: _Rows, n: int, columns: dict[str, pa.Array]) -> None:
-        if not rows.failed:
-            columns["_exception"] = pa.nulls(n, pa.string())
-            columns["_traceback"] = pa.nulls(n, pa.string())
-            return
-        exc: list[str | None] = [None] * n
-        tb: list[str | None] = [None] * n
-        for row, (_, e, t) in rows.failed.items():
-            exc[row], tb[row] = e, t
-        columns["_exception"] = pa.array(exc, type=pa.string())
-        columns["_traceback"] = pa.array(tb, type=pa.string())
-
 
 def write_options(schema: pa.Schema, compact: bool = False) -> dict[str, Any]:
     """Parquet options. A live part is written plain and fast: compressing it would cost a survey
     of trivial psets more than the rest of the journal (benchmarks/bench_journal.py); a merged part,
     written in the background, is zstd-compressed (about half the size). Dictionaries only where
     values repeat, statistics only where a reader filters."""
-    dictionary = [f.name for f in schema if f.name in _DICT_COLUMNS or pa.types.is_string(f.type)
+    dictionary = [f.name for f in schema if f.name in DICT_COLUMNS or pa.types.is_string(f.type)
                   and f.name != "_hash"]
     if not compact:
         return {"compression": "none", "use_dictionary": dictionary,

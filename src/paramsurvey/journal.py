@@ -31,6 +31,7 @@ import pandas as pd
 from ._columns import ColumnAccumulator
 from ._config import Settings
 from ._journal_arrow import typed
+from ._journal_build import STATUSES, pset_columns
 from ._journal_hash import hash_columns
 from ._journal_store import (
     FORMAT,
@@ -47,7 +48,7 @@ from ._journal_store import (
     write_meta,
 )
 from ._journal_store import read_meta as _read_meta
-from ._journal_writer import STATUSES, Journal, pset_columns, wait_for
+from ._journal_writer import Journal, wait_for
 from ._psets import PsetSource
 from ._worker import GroupResult
 from .exceptions import JournalError
