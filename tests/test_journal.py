@@ -16,6 +16,7 @@ from test_journal_workers import (
     Tripwire,
     crash_first,
     descendants,
+    journaled_so_far,
     marked,
     markers,
     seeded,
@@ -123,6 +124,13 @@ def test_ctrl_c_then_resume_with_psets_in_another_order(tmp_path, marks):
     counts = markers(marks)
     assert all(counts[x] == 1 for x in journaled)
     assert journal.read_meta(path)["runs"][-1]["state"] == "finished"
+
+
+def test_a_finished_pset_is_on_disk_within_a_second(tmp_path):
+    path = str(tmp_path / "j")
+    paramsurvey.init(backend="serial", verbose=0)
+    r = paramsurvey.map(journaled_so_far, psets_of(2), journal=path, user_kwargs={"journal": path, "wait": 1.5})
+    assert r.results["seen"].tolist() == [-1, 1]  # pset 0 was written while pset 1 ran
 
 
 def test_truncated_part_loses_only_that_part(tmp_path, marks):

@@ -53,6 +53,20 @@ def seeded(pset: dict[str, Any], system_kwargs: dict[str, Any], user_kwargs: Any
     return {"seed": system_kwargs["seed"]}
 
 
+def journaled_so_far(pset: dict[str, Any], system_kwargs: dict[str, Any], user_kwargs: Any) -> dict[str, Any]:
+    """For x == 1: wait, then count the psets already on disk in the journal (serial backend: the
+    survey is paused here, only the journal's writer thread works)."""
+    if pset["x"] != 1:
+        return {"seen": -1}
+    time.sleep(user_kwargs["wait"])
+    import pyarrow.parquet as pq
+
+    from paramsurvey._journal_store import list_parts
+
+    path = user_kwargs["journal"]
+    return {"seen": sum(pq.read_metadata(os.path.join(path, p.name)).num_rows for p in list_parts(path))}
+
+
 def crash_first(pset: dict[str, Any], system_kwargs: dict[str, Any], user_kwargs: Any) -> dict[str, Any]:
     """Dies on the first attempt of x == 1; returns its seed and attempt."""
     if pset["x"] == 1 and system_kwargs["attempt"] == 0:
