@@ -86,7 +86,10 @@ class Survey:
         fair_share = math.ceil(remaining / (2 * self.backend.worker_count()))
         if self.mean_seconds is None:
             return max(1, min(FIRST_GROUP, fair_share))
-        wanted = self.backend.target_group_seconds / (self.mean_seconds + PSET_OVERHEAD)
+        per_pset = self.mean_seconds + PSET_OVERHEAD
+        wanted = self.backend.target_group_seconds / per_pset
+        # no smaller than the backend's round trip is worth (a tail of tiny groups is latency-bound)
+        fair_share = max(fair_share, int(self.backend.min_group_seconds / per_pset))
         return max(1, min(int(wanted), fair_share, MAX_GROUP))
 
     def _next_task(self) -> Task | None:

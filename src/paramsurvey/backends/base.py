@@ -66,6 +66,9 @@ class Backend(abc.ABC):
     # A group should run about this long: long enough that per-task overhead fades (ENGINES.md),
     # short enough that progress moves and a crash re-runs little.
     target_group_seconds: ClassVar[float] = 0.2
+    # ...and never less than this while psets remain (0: split the tail as finely as fairness
+    # wants): a group that runs shorter than one round trip to a worker only adds latency.
+    min_group_seconds: ClassVar[float] = 0.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -7,7 +7,7 @@
                          no ``__main__`` guard needed), all stopped by finalize()
     begin_map ---------> a setup task holding the map's function, user_kwargs, sys.path...
                          (a task, not scattered data: if its worker dies it is computed again)
-    submit(group) -----> client.submit(_entry, token, setup, positions, psets, ..., resources=)
+    submit(group) -----> client.submit(_entry, token, setup, packed group, ..., resources=)
                          (a group is cut where the psets' own ``dask`` dict changes)
     poll --------------> done callbacks -> a pipe, waited on with the wake fd -> bytes -> GroupResult
                          KilledWorker (a task whose workers kept dying): a group is split and run
@@ -68,13 +68,11 @@ def _identity(value: bytes) -> bytes:
     return value
 
 
-def _entry(token: str, setup: bytes, positions: list[int], psets: list[dict[str, Any]], attempt: int,
-           watch: bool) -> Any:
+def _entry(token: str, setup: bytes, packed: bytes, attempt: int, watch: bool) -> Any:
     """The Dask task. ``setup`` is the result of the map's setup task, fetched once per worker.
     ``watch``: stop at the next pset once the task is cancelled (on a cluster whose worker
     processes paramsurvey may not kill)."""
-    return _remote.run_task(token, lambda: setup, positions, psets, attempt, 1,
-                            _CancelWatch.create() if watch else None)
+    return _remote.run_task(token, lambda: setup, packed, attempt, 1, _CancelWatch.create() if watch else None)
 
 
 class _Abandoned(BaseException):
@@ -115,6 +113,9 @@ class DaskBackend(Backend):
     capabilities = frozenset({CRASH_ISOLATION})
     # A task costs ~1.6 ms and a round trip >= 10 ms here (ENGINES.md): groups of about a second.
     target_group_seconds = 1.0
+    # A round trip is >= 10 ms (Dask batches messages): the tail of a map stops splitting at groups
+    # of ~5 round trips, else 100,000 trivial psets end in a chain of tiny latency-bound tasks.
+    min_group_seconds = 0.05
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -304,7 +305,7 @@ class DaskBackend(Backend):
         if options:
             self._check_feasible(options)
         watch = self.workers_proc is None  # not our workers: they cannot be killed on Ctrl-C
-        future = self.client.submit(_entry, self.token, self.setup, task.positions, task.psets, task.attempt, watch,
+        future = self.client.submit(_entry, self.token, self.setup, _remote.pack(task), task.attempt, watch,
                                     key=f"paramsurvey-{self.token[:12]}-{self.keys}", pure=False, **options)
         self.pending[future] = (task, options, solo)
         future.add_done_callback(self._on_done)

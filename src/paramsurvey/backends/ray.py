@@ -4,7 +4,7 @@
                          else start a private local Ray (stopped by finalize())
     begin_map ---------> ray.put(setup)                      one object per map: the function,
                                                              user_kwargs, sys.path...
-    submit(group) -----> _entry.options(**opts).remote(token, [setup_ref], positions, psets, ...)
+    submit(group) -----> _entry.options(**opts).remote(token, [setup_ref], packed group, ...)
                            opts = map's ray={...} + the psets' own ``ray`` dict (a group is cut
                            where that dict changes)
     poll --------------> ray.wait(refs, timeout <= 0.1 s) -> bytes -> GroupResult
@@ -51,11 +51,10 @@ ALIASES = {"num_cores": "num_cpus"}
 WARMUP_TIMEOUT = 60.0
 
 
-def _entry(token: str, holder: list[Any], positions: list[int], psets: list[dict[str, Any]], attempt: int,
-           cores: float) -> Any:
+def _entry(token: str, holder: list[Any], packed: bytes, attempt: int, cores: float) -> Any:
     """The Ray task: the setup object is passed inside a list so that Ray does not fetch it for
     every task; the worker fetches it once per map."""
-    return _remote.run_task(token, lambda: ray.get(holder[0]), positions, psets, attempt, int(cores))
+    return _remote.run_task(token, lambda: ray.get(holder[0]), packed, attempt, int(cores))
 
 
 def _warm() -> int:
@@ -75,6 +74,8 @@ class RayBackend(Backend):
     # A task costs ~0.55 ms and a round trip ~1.3 ms here (ENGINES.md): a group of a second makes
     # that ~0.1%, and still moves progress and re-runs little after a crash.
     target_group_seconds = 1.0
+    # A group shorter than ~10 round trips is all latency: the tail of a map stops splitting there.
+    min_group_seconds = 0.01
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -238,7 +239,7 @@ class RayBackend(Backend):
             self.remotes[key] = remote
             self._check_feasible(key, options)
         cores = options.get("num_cpus", 1) or 1
-        ref = remote.remote(self.token, self.holder, task.positions, task.psets, task.attempt, cores)
+        ref = remote.remote(self.token, self.holder, _remote.pack(task), task.attempt, cores)
         self.pending[ref] = (task, options)
 
     def _fail(self, task: Task, message: str) -> None:
