@@ -354,3 +354,38 @@ def ctrl_c_in_a_script(tmp_path: Any, backend: str) -> None:
     assert proc.returncode == 0, err
     _, alive = psutil.wait_procs(family, timeout=15)
     assert not alive, [(p.pid, p.cmdline()) for p in alive]
+
+
+PIPED_SCRIPT = textwrap.dedent("""
+    import functools, sys, time
+    import paramsurvey
+
+    FACTOR = 3
+
+    def sleep_worker(pset, system_kwargs, user_kwargs):  # reads a module global
+        time.sleep(pset['duration'])
+        return {'slept': pset['duration'], 'scaled': FACTOR * pset['duration']}
+
+    def scaled(pset, system_kwargs, user_kwargs, k):
+        return {'k': k * pset['duration']}
+
+    paramsurvey.init(backend='BACKEND', verbose=0)
+    psets = [{'duration': 0.1}] * 5
+    results = paramsurvey.map(sleep_worker, psets)
+    for r in results.itertuples():
+        print(r.duration, r.slept, r.scaled)
+    print(paramsurvey.map(lambda p, s, u: {'y': 2 * p['duration']}, psets)['y'].tolist())
+    print(paramsurvey.map(functools.partial(scaled, k=10), psets)['k'].tolist())
+""")
+
+
+def readme_example_piped(backend: str) -> None:
+    """SPEC §2: the README example piped to ``python -`` (no ``__main__`` guard, a worker reading
+    module globals, a lambda, a functools.partial) works, and verbose=0 prints nothing of its own."""
+    env = dict(os.environ, **RAY_ENV)
+    out = subprocess.run([sys.executable, "-"], input=PIPED_SCRIPT.replace("BACKEND", backend), text=True,
+                         capture_output=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["0.1 0.1 0.30000000000000004"] * 5 + ["[0.2, 0.2, 0.2, 0.2, 0.2]",
+                                                                              "[1.0, 1.0, 1.0, 1.0, 1.0]"]
+    assert out.stderr == ""

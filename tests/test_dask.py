@@ -143,3 +143,8 @@ def test_ctrl_c_on_a_users_cluster_stops_the_running_group(dask_cluster, tmp_pat
 @pytest.mark.timeout(180)
 def test_ctrl_c_with_paramsurveys_own_cluster(tmp_path):
     _clusters.ctrl_c_in_a_script(tmp_path, "dask")
+
+
+@pytest.mark.timeout(180)
+def test_readme_example_piped_to_python_with_a_local_dask():
+    _clusters.readme_example_piped("dask")

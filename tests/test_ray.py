@@ -146,3 +146,8 @@ def test_a_node_killed_mid_survey_loses_nothing(ray_cluster, tmp_path):
 @pytest.mark.timeout(180)
 def test_ctrl_c_with_the_embedded_local_ray(tmp_path):
     _clusters.ctrl_c_in_a_script(tmp_path, "ray")
+
+
+@pytest.mark.timeout(180)
+def test_readme_example_piped_to_python_with_a_local_ray():
+    _clusters.readme_example_piped("ray")
