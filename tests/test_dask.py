@@ -84,6 +84,15 @@ def test_pset_with_a_custom_resource_runs_on_the_worker_that_has_it(dask_cluster
     assert "dask options" in bad.missing["_exception"].iloc[0]
 
 
+def test_a_pset_that_cannot_be_sent_fails_alone(dask_cluster):
+    init_on(dask_cluster)
+    psets = [{"x": 1, "lock": None}, {"x": 2, "lock": threading.Lock()}, {"x": 3, "lock": None}]
+    results = paramsurvey.map(workers.double, psets, group_size=1)
+    assert results["y"].tolist() == [2, 6]
+    assert results.missing["x"].tolist() == [2]
+    assert "pickle" in results.missing["_exception"].iloc[0]
+
+
 @pytest.mark.timeout(180)
 def test_a_worker_killed_mid_survey_loses_nothing(dask_cluster, tmp_path):
     """A third worker joins; once psets run there, it is SIGKILLed with its nanny (a machine that

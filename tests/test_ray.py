@@ -85,6 +85,15 @@ def test_map_options_and_pset_options_set_the_task(ray_cluster):
     assert "invalid Ray task options" in missing["_exception"].iloc[0]
 
 
+def test_a_pset_that_cannot_be_sent_fails_alone(ray_cluster):
+    init_on(ray_cluster)
+    psets = [{"x": 1, "lock": None}, {"x": 2, "lock": threading.Lock()}, {"x": 3, "lock": None}]
+    results = paramsurvey.map(workers.double, psets, group_size=1)
+    assert results["y"].tolist() == [2, 6]
+    assert results.missing["x"].tolist() == [2]
+    assert "pickle" in results.missing["_exception"].iloc[0]
+
+
 def test_max_tasks_per_child_replaces_worker_processes(ray_cluster):
     init_on(ray_cluster, max_tasks_per_child=2)
     results = paramsurvey.map(workers.echo_system, [{"x": i} for i in range(6)])

@@ -73,16 +73,19 @@ def make_setup(ctx: MapContext, timeout: float | None) -> bytes:
                         protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decode(payload: Any) -> GroupResult:
-    """A task's return value back to a GroupResult; a worker that could not load the map's function
-    is the backend's failure, not the psets'."""
+def decode(payload: Any, task: Task, want_digests: bool) -> GroupResult:
+    """A task's return value back to a GroupResult. A worker that could not load the map's function
+    is the backend's failure; one that could not load the group's psets fails those psets."""
     if isinstance(payload, (bytes, bytearray, memoryview)):
         result = pickle.loads(payload)
         assert isinstance(result, GroupResult)
         return result
+    kind, error, tb = payload
+    if kind == "psets_error":
+        message = repr(RuntimeError(f"the worker could not load these psets: {error}"))
+        return failed_group(task.positions, task.psets, message, want_digests)
     from ..exceptions import BackendError
 
-    _, error, tb = payload
     raise BackendError(f"a remote worker could not load the worker function: {error}\n{tb}"
                        "(Is it defined in a module the workers can import, with the same packages "
                        "installed on every node? Functions of __main__, lambdas and closures are "
@@ -158,7 +161,10 @@ def run_task(token: str, fetch: Callable[[], bytes], packed: bytes, attempt: int
         ctx, home, user_threads, timeout = _context(token, fetch)
     except BaseException as exc:
         return ("setup_error", repr(exc), traceback.format_exc())
-    positions, psets = pickle.loads(packed)
+    try:
+        positions, psets = pickle.loads(packed)
+    except Exception as exc:  # e.g. a value of a class this node cannot import
+        return ("psets_error", repr(exc), traceback.format_exc())
     threads = str(max(1, int(cores)))
     for var in THREAD_VARS:  # numeric libraries get the pset's cores unless the user said otherwise
         os.environ[var] = user_threads.get(var, threads)

@@ -27,6 +27,7 @@ import collections
 import importlib
 import logging
 import os
+import pickle
 import select
 import shutil
 import signal
@@ -293,7 +294,8 @@ class DaskBackend(Backend):
         for pset_options, piece in _remote.split_by(task, "dask"):
             options = self.map_options
             if pset_options is not None:
-                if not isinstance(pset_options, dict) or set(pset_options) - TASK_KEYS:
+                if (not isinstance(pset_options, dict) or set(pset_options) - TASK_KEYS
+                        or not isinstance(pset_options.get("resources", {}), dict)):
                     self._fail(piece, repr(ValueError(f"a pset's dask options must be a dict with keys among "
                                                       f"{sorted(TASK_KEYS)}, not {pset_options!r}")))
                     continue
@@ -305,7 +307,12 @@ class DaskBackend(Backend):
         if options:
             self._check_feasible(options)
         watch = self.workers_proc is None  # not our workers: they cannot be killed on Ctrl-C
-        future = self.client.submit(_entry, self.token, self.setup, _remote.pack(task), task.attempt, watch,
+        try:
+            packed = _remote.pack(task)
+        except (TypeError, ValueError, pickle.PicklingError) as exc:  # a pset no pickler can send
+            self._fail(task, repr(exc))
+            return
+        future = self.client.submit(_entry, self.token, self.setup, packed, task.attempt, watch,
                                     key=f"paramsurvey-{self.token[:12]}-{self.keys}", pure=False, **options)
         self.pending[future] = (task, options, solo)
         future.add_done_callback(self._on_done)
@@ -365,7 +372,7 @@ class DaskBackend(Backend):
                 except Exception:
                     continue  # its status says what happened; handled below
                 task = self.pending.pop(future)[0]
-                outcomes.append(GroupDone(task, _remote.decode(payload)))
+                outcomes.append(GroupDone(task, _remote.decode(payload, task, self.want_digests)))
         for future in finished:
             if future in self.pending:
                 task, options, solo = self.pending.pop(future)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import select
 import shutil
 import tempfile
@@ -239,7 +240,11 @@ class RayBackend(Backend):
             self.remotes[key] = remote
             self._check_feasible(key, options)
         cores = options.get("num_cpus", 1) or 1
-        ref = remote.remote(self.token, self.holder, _remote.pack(task), task.attempt, cores)
+        try:
+            ref = remote.remote(self.token, self.holder, _remote.pack(task), task.attempt, cores)
+        except (TypeError, ValueError, pickle.PicklingError) as exc:  # a pset no pickler can send
+            self._fail(task, repr(exc))
+            return
         self.pending[ref] = (task, options)
 
     def _fail(self, task: Task, message: str) -> None:
@@ -300,7 +305,7 @@ class RayBackend(Backend):
         except ray.exceptions.RayError as exc:
             self._lost(task, options, exc, outcomes)
             return
-        outcomes.append(GroupDone(task, _remote.decode(payload)))
+        outcomes.append(GroupDone(task, _remote.decode(payload, task, self.want_digests)))
 
     def _lost(self, task: Task, options: dict[str, Any], exc: Exception, outcomes: list[Outcome]) -> None:
         """The task's worker (or node) died, or the task failed outside any pset."""
