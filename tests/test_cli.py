@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -36,33 +37,41 @@ def finished(tmp_path):
     return path
 
 
-def test_status_while_the_survey_runs_then_finished(tmp_path, monkeypatch):
+def test_status_while_the_survey_runs_then_stopped(tmp_path, monkeypatch):
     path = str(tmp_path / "survey.journal")
     marks = tmp_path / "marks"
     marks.mkdir()
-    proc = survey_process(str(tmp_path), 60, 0.1, path, str(marks))
+    proc = survey_process(str(tmp_path), 100, 0.2, path, str(marks))  # ~10 s unless stopped
     try:
         wait_for_rows(path, 4, proc)
-        out = cli("status", path)
-        assert out.returncode == 0, out.stderr
-        assert "state:     running" in out.stdout and "to go" in out.stdout and "remaining" in out.stdout
-        info = json.loads(cli("status", path, "--json").stdout)
-        assert info["state"] == "running" and info["total"] == 60
-        assert 0 < info["remaining"] < 60 and info["eta"] > 0 and info["rate"] > 0
-
         monkeypatch.setattr(_journal_store, "LOCK_WAIT", 0.2)
         paramsurvey.init(backend="serial", verbose=0)
         with pytest.raises(paramsurvey.JournalError, match="being written by another survey"):
-            paramsurvey.map(marked, [{"x": i} for i in range(60)], journal=path, user_kwargs={"dir": str(marks)})
+            paramsurvey.map(marked, [{"x": i} for i in range(100)], journal=path, user_kwargs={"dir": str(marks)})
+        info = journal.status(path)
+        assert info["state"] == "running" and info["total"] == 100
+        assert 0 < info["remaining"] < 100 and info["eta"] > 0 and info["rate"] > 0
 
-        stdout, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 0, stderr
+        out = cli("status", path)  # the command, in its own process, while the survey writes
+        assert out.returncode == 0, out.stderr
+        assert "state:     running" in out.stdout and "to go" in out.stdout and "remaining" in out.stdout
+        assert json.loads(cli("status", path, "--json").stdout)["total"] == 100
+
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+        assert "INTERRUPTED" in stdout, stderr
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     out = cli("status", path)
-    assert "state:     finished" in out.stdout and "60 total: 60 ok, 0 failed, 0 to go" in out.stdout
+    assert "state:     stopped" in out.stdout and "resume" in out.stdout
+
+
+def test_status_of_a_finished_survey(finished, capsys):
+    assert main(["status", finished]) == 0
+    out = capsys.readouterr().out
+    assert "state:     finished" in out and "10 total: 2 ok, 8 failed (7 exception, 1 crashed), 0 to go" in out
 
 
 def test_status_of_a_killed_survey_says_how_to_resume(finished, capsys):

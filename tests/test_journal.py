@@ -68,7 +68,7 @@ def check_complete(results, psets, marks_dir):
 def test_kill9_then_resume_runs_only_what_was_not_journaled(tmp_path, marks):
     n = 80
     path = str(tmp_path / "survey.journal")
-    proc = survey_process(str(tmp_path), n, 0.05, path, marks)
+    proc = survey_process(str(tmp_path), n, 0.1, path, marks)  # ~4 s: killed long before it ends
     try:
         wait_for_rows(path, 8, proc)
         family = descendants(proc.pid)
@@ -98,7 +98,7 @@ def test_kill9_then_resume_runs_only_what_was_not_journaled(tmp_path, marks):
 def test_ctrl_c_then_resume_with_psets_in_another_order(tmp_path, marks):
     n = 80
     path = str(tmp_path / "survey.journal")
-    proc = survey_process(str(tmp_path), n, 0.05, path, marks)
+    proc = survey_process(str(tmp_path), n, 0.1, path, marks)
     try:
         wait_for_rows(path, 8, proc)
         proc.send_signal(signal.SIGINT)
@@ -131,6 +131,26 @@ def test_a_finished_pset_is_on_disk_within_a_second(tmp_path):
     paramsurvey.init(backend="serial", verbose=0)
     r = paramsurvey.map(journaled_so_far, psets_of(2), journal=path, user_kwargs={"journal": path, "wait": 1.5})
     assert r.results["seen"].tolist() == [-1, 1]  # pset 0 was written while pset 1 ran
+
+
+def test_a_failed_write_is_retried_without_loss_or_duplicates(tmp_path, marks, monkeypatch):
+    real = _journal_writer.write_part
+    failures = []
+
+    def flaky(path, part, table, options):
+        if len(failures) < 2:  # the disk is full, twice; then it is not
+            failures.append(part)
+            raise OSError(28, "No space left on device")
+        return real(path, part, table, options)
+
+    monkeypatch.setattr(_journal_writer, "write_part", flaky)
+    monkeypatch.setattr(_journal_writer, "FLUSH_SECONDS", 0.01)
+    path = str(tmp_path / "j")
+    paramsurvey.init(backend="serial", verbose=0)
+    r = paramsurvey.map(marked, psets_of(30), journal=path, user_kwargs={"dir": marks, "sleep": 0.01})
+    assert len(failures) == 2 and len(r.results) == 30
+    assert sorted(journal.read(path, history=True)["x"]) == list(range(30))
+    assert journal.read_meta(path)["runs"][-1]["state"] == "finished"
 
 
 def test_truncated_part_loses_only_that_part(tmp_path, marks):

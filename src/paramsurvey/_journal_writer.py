@@ -218,10 +218,13 @@ class Journal:
             while True:
                 self.wake.wait(BUILD_SECONDS)
                 stopping = self.stopping
-                self._build()
-                if self.built and (stopping or time.monotonic() - self.last_write >= FLUSH_SECONDS
-                                   or sum(t.num_rows for t, _ in self.built) >= FLUSH_ROWS):
-                    self._write_built()
+                try:
+                    self._build()
+                    if self.built and (stopping or time.monotonic() - self.last_write >= FLUSH_SECONDS
+                                       or sum(t.num_rows for t, _ in self.built) >= FLUSH_ROWS):
+                        self._write_built()
+                except Exception as exc:  # a bug, not the disk: keep the thread (and what it holds) alive
+                    self._failed("handle", _count(self.pending), exc)
                 if stopping:
                     return
         finally:
@@ -282,7 +285,10 @@ class Journal:
         write_part(self.path, part, table, write_options(table.schema))
         for status, k in meta.get("counts", {}).items():
             self.written[status] = self.written.get(status, 0) + k
-        self._add_level(0, part, _fingerprint(table, meta), table.num_rows)
+        try:
+            self._add_level(0, part, _fingerprint(table, meta), table.num_rows)
+        except Exception as exc:  # merging only tidies: the part is written, the journal complete
+            log.warning("paramsurvey journal %s: cannot merge its parts: %r", self.path, exc)
 
     def _add_level(self, level: int, part: PartName, fingerprint: tuple[Any, ...], nrows: int) -> None:
         while len(self.levels) <= level:

@@ -50,7 +50,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         where = f"pid {info['pid']} on {info['host']}" if info.get("pid") else "another process"
         line = f"running ({where}), for {_duration(info['elapsed'])}"
     elif state == "finished":
-        line = f"finished at {info['end_time']}"
+        took = f", in {_duration(info['elapsed'])}" if info.get("elapsed") is not None else ""
+        line = f"finished at {info['end_time']}{took}"
     else:
         line = (f"stopped{' at ' + info['end_time'] if info.get('end_time') else ''}, not finished "
                 "(interrupted or killed): run the survey again with this journal to resume")

@@ -36,7 +36,6 @@ from ._journal_hash import hash_columns
 from ._journal_store import (
     FORMAT,
     FORMAT_VERSION,
-    LOCK,
     META,
     Lock,
     covered_parts,
@@ -196,9 +195,13 @@ def status(path: str | os.PathLike[str]) -> dict[str, Any]:
                           if len(finished_this) else None),
         "host": last.get("host"), "pid": last.get("pid"), "command_line": last.get("command_line"),
         "git_commit": last.get("git_commit"), "git_dirty": last.get("git_dirty"),
-        "elapsed": float((now - start) / np.timedelta64(1, "s")) if start is not None else None,
+        "elapsed": _seconds(start, now if running else _parse_time(last.get("end_time"))),
     }
     return info
+
+
+def _seconds(start: np.datetime64 | None, end: np.datetime64 | None) -> float | None:
+    return float((end - start) / np.timedelta64(1, "s")) if start is not None and end is not None else None
 
 
 def _parse_time(text: Any) -> np.datetime64 | None:
@@ -235,7 +238,7 @@ def _prepare(path: str) -> None:
     if os.path.exists(path) and not os.path.isdir(path):
         raise JournalError(f"journal={path!r} is a file; a journal is a directory (give a new path)")
     os.makedirs(path, exist_ok=True)
-    names = [n for n in os.listdir(path) if n != LOCK and not n.startswith(".tmp-")]
+    names = [n for n in os.listdir(path) if not n.startswith(".")]  # .lock, .tmp-*, .DS_Store, ...
     if names and META not in names and not any(parse_part(n) for n in names):
         raise JournalError(f"journal={path!r} is a directory that is not a paramsurvey journal "
                            f"(it holds {names[0]!r}, ...): give a new or empty directory")
