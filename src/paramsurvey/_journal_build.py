@@ -149,10 +149,12 @@ def _code(status: str) -> int:
 class PartBuilder:
     """Turns pending outcomes into one Arrow table: system columns, psets, results."""
 
-    def __init__(self, source: PsetSource) -> None:
+    def __init__(self, source: PsetSource, known: dict[str, tuple[Any, pa.DataType, bool]] | None = None) -> None:
         self.source = source
         self.pset_keys = frozenset(source.keys)
         self.warned: set[Any] = set()
+        # result columns this journal has had: name -> (key, Arrow type, pickled?)
+        self.known: dict[str, tuple[Any, pa.DataType, bool]] = dict(known or {})
 
     def build(self, entries: list[tuple[Any, ...]]) -> tuple[pa.Table, dict[str, Any]] | None:
         rows = _Rows(self.source)
@@ -188,19 +190,7 @@ class PartBuilder:
             if is_pickled:
                 pickled.append(key)
             bad.update(unstorable)
-        results: list[list[Any]] = []
-        for key in rows.results:
-            name = result_column(key, self.pset_keys)
-            array, is_pickled, unstorable = to_arrow(typed(rows.result_values(key)))
-            if unstorable and key not in self.warned:
-                self.warned.add(key)
-                log.warning("paramsurvey journal: result %r of %d pset(s) cannot be pickled; those psets are "
-                            "not journaled (a resumed survey runs them again)", key, len(unstorable))
-            columns[name] = array
-            results.append([name, _key_json(key)])
-            if is_pickled:
-                pickled.append(name)
-            bad.update(unstorable)
+        results = self._result_columns(rows, n, columns, pickled, bad)
         self._failure_columns(rows, n, columns)
         wall = np.concatenate(rows.wall)
         nan = np.isnan(wall) if rows.failed else None
@@ -223,6 +213,36 @@ class PartBuilder:
         if keep is not None:
             table = table.filter(pa.array(keep))
         return table, meta
+
+    def _result_columns(self, rows: _Rows, n: int, columns: dict[str, pa.Array], pickled: list[str],
+                        bad: set[int]) -> list[list[Any]]:
+        results: list[list[Any]] = []
+        for key in rows.results:
+            name = result_column(key, self.pset_keys)
+            array, is_pickled, unstorable = to_arrow(typed(rows.result_values(key)))
+            if unstorable and key not in self.warned:
+                self.warned.add(key)
+                log.warning("paramsurvey journal: result %r of %d pset(s) cannot be pickled; those psets are "
+                            "not journaled (a resumed survey runs them again)", key, len(unstorable))
+            known = self.known.get(name)
+            if pa.types.is_null(array.type) and known is not None:  # all missing here: the known type
+                array, is_pickled = pa.nulls(n, known[1]), known[2]
+            elif known is None or pa.types.is_null(known[1]):
+                self.known[name] = (_key_json(key), array.type, is_pickled)
+            columns[name] = array
+            results.append([name, _key_json(key)])
+            if is_pickled:
+                pickled.append(name)
+            bad.update(unstorable)
+        # the columns this journal had that this batch lacks (every pset failed, a key not returned):
+        # typed nulls, so that parts have the same columns and Parquet readers read them alike
+        for name, (key, type_, was_pickled) in self.known.items():
+            if name not in columns:
+                columns[name] = pa.nulls(n, type_)
+                results.append([name, key])
+                if was_pickled:
+                    pickled.append(name)
+        return results
 
     @staticmethod
     def _failure_columns(rows: _Rows, n: int, columns: dict[str, pa.Array]) -> None:

@@ -125,6 +125,17 @@ class JournalRows:
         """The ``_hash`` strings of these rows."""
         return hex_strings(self.h0[rows], self.h1[rows])
 
+    def result_types(self) -> dict[str, tuple[Any, pa.DataType, bool]]:
+        """The journal's result columns: name -> (key, Arrow type, pickled?), oldest first, a null
+        type replaced by the first real one (for the writer of a resumed survey)."""
+        known: dict[str, tuple[Any, pa.DataType, bool]] = {}
+        for _, table, meta in self.parts:
+            pickled = set(meta.get("pickled", ()))
+            for column, key in meta.get("results", ()):
+                if column in table.column_names and (column not in known or pa.types.is_null(known[column][1])):
+                    known[column] = (key, table.schema.field(column).type, column in pickled)
+        return known
+
     def pickled_columns(self) -> set[str]:
         return {c for _, _, meta in self.parts for c in meta.get("pickled", ())}
 

@@ -139,10 +139,10 @@ class Journal:
     want_digests = False  # hashes are computed here, column-wise (see _journal_hash), not per pset
 
     def __init__(self, path: str, run: int, source: PsetSource, lock: Lock, meta: dict[str, Any],
-                 todo_count: int) -> None:
+                 todo_count: int, known: dict[str, tuple[Any, pa.DataType, bool]] | None = None) -> None:
         self.path = path
         self.run = run
-        self.builder = PartBuilder(source)
+        self.builder = PartBuilder(source, known)
         self.lock = lock
         self.meta = meta
         self.todo_count = todo_count

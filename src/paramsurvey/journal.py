@@ -315,7 +315,8 @@ def open_for_map(settings: Settings, source: PsetSource) -> tuple[Journal, list[
             "env_used": dict(settings.env_used), "rerun_failed": settings.rerun_failed,
             "extend_journal": settings.extend_journal})
         write_meta(path, meta)
-        journal = Journal(path, run, source, lock, meta, len(source) if todo is None else len(todo))
+        journal = Journal(path, run, source, lock, meta, len(source) if todo is None else len(todo),
+                          known=rows.result_types() if rows is not None else None)
         journal.start()
     except BaseException:
         lock.release()
