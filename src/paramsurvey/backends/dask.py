@@ -380,9 +380,14 @@ class DaskBackend(Backend):
         return outcomes
 
     def _lost(self, task: Task, options: dict[str, Any], solo: bool, future: Any, outcomes: list[Outcome]) -> None:
-        """The task's workers kept dying (KilledWorker), or it failed outside any pset."""
+        """The task's workers kept dying (KilledWorker), or the cluster lost it."""
         if future.status == "error":
+            from distributed import KilledWorker
+
             exc = future.exception()
+            if not isinstance(exc, KilledWorker):  # raised outside any pset: every task would
+                raise BackendError(f"a Dask task of the survey failed outside any pset (is paramsurvey "
+                                   f"installed alike on every worker?): {exc!r}") from exc
             first_line = (str(exc).strip().splitlines() or [""])[0]
             reason = f"{type(exc).__name__}: {first_line}"
         else:  # cancelled or lost by the cluster, not by us: run it again

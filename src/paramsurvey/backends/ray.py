@@ -302,13 +302,16 @@ class RayBackend(Backend):
             payload = ray.get(ref)
         except ray.exceptions.TaskCancelledError:
             return
+        except ray.exceptions.RayTaskError as exc:  # raised outside any pset: every task would
+            raise BackendError(f"a Ray task of the survey failed outside any pset (is paramsurvey installed "
+                               f"alike on every node?): {exc}") from exc
         except ray.exceptions.RayError as exc:
             self._lost(task, options, exc, outcomes)
             return
         outcomes.append(GroupDone(task, _remote.decode(payload, task, self.want_digests)))
 
     def _lost(self, task: Task, options: dict[str, Any], exc: Exception, outcomes: list[Outcome]) -> None:
-        """The task's worker (or node) died, or the task failed outside any pset."""
+        """The task's worker (or node) died."""
         if len(task.positions) > 1:
             log.info("ray: a group of %d psets was lost (%s); running it again in pieces",
                      len(task.positions), type(exc).__name__, extra={"ps_verbose": 2})
