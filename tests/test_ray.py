@@ -5,6 +5,7 @@ worker reuse limit, Ctrl-C with the embedded local start, and the install hint."
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 import threading
 import time
@@ -106,6 +107,33 @@ def test_retries_after_ray_gave_up_on_a_crashing_pset(ray_cluster):
     results = paramsurvey.map(workers.crash_once, [{"x": i} for i in range(4)], retries=1)
     assert results["attempt"].tolist() == [0, 1, 0, 0]
     assert results.progress.retried == 1 and results.progress.failures == 0
+
+
+def test_a_timed_out_pset_is_retried(ray_cluster):
+    init_on(ray_cluster)
+    psets = [{"how": "hang" if i == 1 else "fine", "i": i} for i in range(4)]
+    results = paramsurvey.map(workers.crash, psets, timeout=0.5, retries=1, group_size=4)
+    assert results["ok"].tolist() == [0, 2, 3]
+    assert results.missing["_status"].tolist() == ["timeout"]
+    assert "timeout of 0.5 s" in results.missing["_exception"].iloc[0]
+    assert results.progress.retried == 1 and results.progress.timeouts == 1
+
+
+def test_a_pset_stuck_where_no_signal_reaches_is_stopped(ray_cluster):
+    """SIGALRM blocked stands for C code that never returns to the interpreter: the worker's
+    watchdog ends the process past the timeout's grace, and the survey goes on."""
+
+    def stuck(pset, system_kwargs, user_kwargs):
+        if pset["x"] == 1:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(60)
+        return {"y": pset["x"]}
+
+    init_on(ray_cluster)
+    results = paramsurvey.map(stuck, [{"x": i} for i in range(3)], timeout=0.5, group_size=1,
+                              ray={"max_retries": 0})
+    assert results["y"].tolist() == [0, 2]
+    assert results.missing["_status"].tolist() == ["crashed"]
 
 
 @pytest.mark.timeout(180)

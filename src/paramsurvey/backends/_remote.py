@@ -33,7 +33,7 @@ from typing import Any
 from .. import _hashing
 from .. import _worker as _worker_module
 from .._worker import GroupResult, MapContext, Slot, run_group, scrub_unpicklable
-from .base import Task
+from .base import PsetLost, Task
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Maps whose context a worker process keeps: the current one, and one more for a map that begins
@@ -90,6 +90,24 @@ def decode(payload: Any, task: Task, want_digests: bool) -> GroupResult:
                        "(Is it defined in a module the workers can import, with the same packages "
                        "installed on every node? Functions of __main__, lambdas and closures are "
                        "shipped by value.)")
+
+
+def extract_timeouts(result: GroupResult, task: Task) -> tuple[GroupResult, list[PsetLost]]:
+    """Psets interrupted at their timeout, taken out of a group's result as PsetLost outcomes, so
+    that the engine treats them as on every backend (``retries`` runs them again)."""
+    timed_out = {f[0] for f in result.failures if f[1] == "timeout"}
+    if not timed_out:
+        return result, []
+    where = {position: i for i, position in enumerate(task.positions)}
+    lost = [PsetLost(p, task.psets[where[p]], task.attempt, "timeout", exc)
+            for p, status, exc, _ in result.failures if status == "timeout"]
+    keep = [i for i, p in enumerate(result.ran) if p not in timed_out]
+    digests = result.digests
+    return result._replace(
+        ran=[result.ran[i] for i in keep], wall=[result.wall[i] for i in keep],
+        iowait=[result.iowait[i] for i in keep],
+        digests=[digests[i] for i in keep] if digests is not None else None,
+        failures=[f for f in result.failures if f[1] != "timeout"]), lost
 
 
 def split_by(task: Task, key: str) -> list[tuple[Any, Task]]:

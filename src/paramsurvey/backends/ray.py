@@ -308,7 +308,9 @@ class RayBackend(Backend):
         except ray.exceptions.RayError as exc:
             self._lost(task, options, exc, outcomes)
             return
-        outcomes.append(GroupDone(task, _remote.decode(payload, task, self.want_digests)))
+        result, timed_out = _remote.extract_timeouts(_remote.decode(payload, task, self.want_digests), task)
+        outcomes.append(GroupDone(task, result))
+        outcomes.extend(timed_out)
 
     def _lost(self, task: Task, options: dict[str, Any], exc: Exception, outcomes: list[Outcome]) -> None:
         """The task's worker (or node) died."""
