@@ -6,7 +6,7 @@ the driver-side splitting of groups (by per-pset options, after a crash, for max
     begin_map: setup = pickle((sys.path, cloudpickle(ctx), thread env, cwd, timeout))
                stored once per map (ray.put / a Dask task) -------> fetched on the first group only,
                                                                    then cached by map token
-    submit:    (token, setup, positions, psets, attempt, cores) -> run_task():
+    submit:    (token, setup, pack(group), attempt, cores) -------> run_task():
                                                                    run_group(ctx, ...) ->
     poll:      GroupResult <---- pickle.dumps(GroupResult) (bytes) <---'
 
@@ -62,7 +62,6 @@ def make_setup(ctx: MapContext, timeout: float | None) -> bytes:
     ctx.copy_psets = False  # psets arrive as fresh copies: the worker cannot change the caller's
     ctx.catch_interrupt = True  # a KeyboardInterrupt in a remote worker is the pset's failure
     ctx.timed = False
-    ctx.sys_path = list(sys.path)
     try:
         blob = cloudpickle.dumps(ctx)
     except Exception as exc:
@@ -118,14 +117,19 @@ def split_by(task: Task, key: str) -> list[tuple[Any, Task]]:
         return [(None, task)]
     pieces: list[tuple[Any, Task]] = []
     start = 0
-    current = psets[0].get(key)
+    current = _option(psets[0].get(key))
     for i in range(1, len(psets) + 1):
-        value = psets[i].get(key) if i < len(psets) else None
+        value = _option(psets[i].get(key)) if i < len(psets) else None
         if i == len(psets) or value != current:
             pieces.append((current, sub_task(task, start, i)))
             start = i
             current = value
     return pieces
+
+
+def _option(value: Any) -> Any:
+    # psets from a DataFrame have the column in every row: NaN (or None) where a pset has no dict
+    return None if value is None or (isinstance(value, float) and value != value) else value
 
 
 def sub_task(task: Task, start: int, stop: int) -> Task:
