@@ -41,14 +41,49 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+# A command's supervisor: it runs the command and stops its whole process tree (SIGTERM, then
+# SIGKILL after 10 s) when told to, or when the test process dies, even killed outright (a killed
+# pytest runs no fixture teardown): Linux's parent-death signal. A Ray node whose head is gone does
+# not stop on SIGTERM alone.
+SUPERVISOR = textwrap.dedent("""
+    import ctypes, os, signal, subprocess, sys
+    import psutil
+
+    if sys.platform.startswith('linux'):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(sys.argv[1]):
+        sys.exit('the test process is gone')
+    child = subprocess.Popen(sys.argv[2:])
+
+    def stop(signum, frame):
+        try:
+            tree = [psutil.Process(child.pid)] + psutil.Process(child.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            tree = []
+        child.terminate()
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    sys.exit(child.wait())
+""")
+
+
 class Proc:
-    """A command in its own session (a Ctrl-C sent to the test's process group misses it)."""
+    """A command, under its supervisor, in its own session (a Ctrl-C sent to the test's process
+    group misses it); it ends with the test process."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None, log: str | None = None) -> None:
         self.args = args
         out = open(log, "wb") if log else subprocess.DEVNULL
         try:
-            self.popen = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out,
+            self.popen = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(os.getpid()), *args],
+                                          env=env, stdin=subprocess.DEVNULL, stdout=out,
                                           stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             if log:

@@ -194,6 +194,7 @@ def test_timeout(init_kwargs):
     assert results.progress.timeouts == 1
 
 
+@pytest.mark.timeout(300)  # on Dask, each of the pset's 8 deaths waits for a worker to restart
 def test_a_pset_that_kills_its_worker_is_crashed_alone(init_kwargs):
     backend = _init(init_kwargs, verbose=0)
     if CRASH_ISOLATION not in backend.capabilities:

@@ -396,7 +396,10 @@ class DaskBackend(Backend):
             log.info("dask: a group of %d psets was lost (%s); running it again in pieces", len(task.positions),
                      reason, extra={"ps_verbose": 2})
             for piece in _remote.split_after_crash(task):
-                self._launch(piece, options)
+                if len(piece.positions) == 1 and future.status == "error":
+                    self.suspects.append((piece, options))  # Dask gave up on its group: alone at once
+                else:
+                    self._launch(piece, options)
         elif future.status != "error":
             self._launch(task, options, solo)
         elif solo:
