@@ -74,7 +74,10 @@ def test_pset_with_a_custom_resource_runs_on_the_node_that_has_it(ray_cluster):
     assert special["pset_keys"].tolist() == ["ray,x"] * 4  # the worker still sees its own dict
 
 
-def test_map_options_and_pset_options_set_the_task(ray_cluster):
+def test_map_options_and_pset_options_set_the_task(ray_cluster, monkeypatch):
+    # "unless the user set them": an earlier test in this process (Dask's nanny) may have set them
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
     init_on(ray_cluster)
     results = paramsurvey.map(workers.echo_system, [{"x": i} for i in range(4)], ray={"num_cpus": 2})
     assert set(results["omp"]) == {"2"}  # numeric libraries get the task's cores
