@@ -114,19 +114,22 @@ class Survey:
     def adopt(self, previous: Sequence[GroupResult]) -> None:
         """Outcomes a journal already holds (resume): counted and kept as if they had just
         finished, never run again, never handed to out_func or the journal a second time."""
-        counters = self.counters
         for result in previous:
-            counters.finished += len(result.ok)
-            if result.ran:
-                self.done[result.ran] = True
-                self.stats.add_many(self.wall_name, result.wall)
-                self.stats.add_many(self.iowait_name, result.iowait)
-            if result.raw:
-                self.stats.combine_stats(result.raw)
-            if result.ok and self.settings.keep_results:
-                self.accumulator.add_chunk(result.ok, result.columns, result.absent)
+            self._keep(result)
             for position, status, exc, tb in result.failures:
                 self._count_failure(position, status, exc, tb)
+
+    def _keep(self, result: GroupResult) -> None:
+        """Count a group's successes and keep its rows and timings (fresh or from a journal)."""
+        self.counters.finished += len(result.ok)
+        if len(result.ran):
+            self.done[result.ran] = True
+            self.stats.add_many(self.wall_name, result.wall)
+            self.stats.add_many(self.iowait_name, result.iowait)
+        if result.raw:
+            self.stats.combine_stats(result.raw)
+        if len(result.ok) and self.settings.keep_results:
+            self.accumulator.add_chunk(result.ok, result.columns, result.absent)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> MapResults:
@@ -181,22 +184,13 @@ class Survey:
 
     # -- outcomes -------------------------------------------------------------------------------
     def _on_group(self, result: GroupResult) -> None:
-        counters = self.counters
         n = len(result.ran)
-        counters.active -= n
-        counters.finished += len(result.ok)
-        if n:
-            self.done[result.ran] = True
-            wall = np.asarray(result.wall)
-            self.stats.add_many(self.wall_name, wall)
-            self.stats.add_many(self.iowait_name, result.iowait)
-            mean = float(wall.mean())
+        self.counters.active -= n
+        self._keep(result)
+        if n:  # group sizes follow the psets' measured durations
+            mean = float(np.asarray(result.wall).mean())
             self.mean_seconds = mean if self.mean_seconds is None else (
                 EMA_WEIGHT * mean + (1 - EMA_WEIGHT) * self.mean_seconds)
-        if result.raw:
-            self.stats.combine_stats(result.raw)
-        if result.ok and self.settings.keep_results:
-            self.accumulator.add_chunk(result.ok, result.columns, result.absent)
         for position, status, exc, tb in result.failures:
             self._record_failure(position, status, exc, tb)
         if self.settings.out_func is not None:
