@@ -312,3 +312,15 @@ def _mark_timeouts(result: GroupResult, fired: set[int], timeout: float) -> Grou
     failures = [(p, "timeout", message, tb) if p in fired and status == "crashed" else (p, status, exc, tb)
                 for p, status, exc, tb in result.failures]
     return result._replace(failures=failures)
+
+
+# A cluster's core count is asked of its scheduler at most this often (a round trip each time).
+CORES_TTL = 1.0
+
+
+def cached_worker_count(backend: Any) -> int:
+    """``backend.core_count()`` at most once per CORES_TTL: the engine sizes every group with it."""
+    now = time.monotonic()
+    if now - backend.cores_at > CORES_TTL:
+        backend.cores, backend.cores_at = backend.core_count(), now
+    return max(1, backend.cores)

@@ -51,8 +51,6 @@ log = logging.getLogger("paramsurvey")
 
 # Tasks in flight per worker thread: one running, one queued, so no worker waits for the driver.
 IN_FLIGHT_PER_CORE = 2
-# The cluster's thread count is asked of the scheduler at most this often.
-CORES_TTL = 1.0
 # A running group looks whether its task was cancelled at most this often (between psets).
 CANCEL_CHECK = 0.2
 WORKERS_START_TIMEOUT = 120.0
@@ -142,7 +140,7 @@ class DaskBackend(Backend):
         self.want_digests = False
         self.wake_fd: int | None = None
         self.cores = 0
-        self.cores_at = -CORES_TTL
+        self.cores_at = -_remote.CORES_TTL
         self.checked: set[Hashable] = set()
         self.lock = threading.Lock()
 
@@ -241,10 +239,7 @@ class DaskBackend(Backend):
         return int(sum(self.client.nthreads().values()))
 
     def worker_count(self) -> int:
-        now = time.monotonic()
-        if now - self.cores_at > CORES_TTL:
-            self.cores, self.cores_at = self.core_count(), now
-        return max(1, self.cores)
+        return _remote.cached_worker_count(self)
 
     def resources(self) -> list[dict[str, Any]]:
         nodes: dict[str, dict[str, Any]] = {}
@@ -266,7 +261,7 @@ class DaskBackend(Backend):
         self.map_options = {k: v for k, v in settings.backend_options.items() if k in TASK_KEYS}
         self.want_digests = ctx.want_digests
         self.wake_fd = wake_fd
-        self.cores_at = -CORES_TTL
+        self.cores_at = -_remote.CORES_TTL
 
     def end_map(self) -> None:
         if self.pending and self.client is not None:  # only after a failure of the map itself

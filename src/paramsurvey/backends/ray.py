@@ -45,8 +45,6 @@ log = logging.getLogger("paramsurvey")
 IN_FLIGHT_PER_CORE = 2
 # ray.wait() in slices this long, so that Ctrl-C (a byte on the wake fd) is seen promptly.
 POLL_SLICE = 0.1
-# The cluster's core count is asked of Ray at most this often (an RPC to the head node).
-CORES_TTL = 1.0
 # A pset's own ``ray`` dict may use this alias (0.4.x): num_cores is Ray's num_cpus.
 ALIASES = {"num_cores": "num_cpus"}
 WARMUP_TIMEOUT = 60.0
@@ -94,7 +92,7 @@ class RayBackend(Backend):
         self.max_chunk: int | None = None
         self.wake_fd: int | None = None
         self.cores = 0
-        self.cores_at = -CORES_TTL
+        self.cores_at = -_remote.CORES_TTL
         self.checked: set[Hashable] = set()
 
     # -- life cycle -------------------------------------------------------------------------
@@ -165,10 +163,7 @@ class RayBackend(Backend):
         return int(ray.cluster_resources().get("CPU", 0))
 
     def worker_count(self) -> int:
-        now = time.monotonic()
-        if now - self.cores_at > CORES_TTL:
-            self.cores, self.cores_at = self.core_count(), now
-        return max(1, self.cores)
+        return _remote.cached_worker_count(self)
 
     def resources(self) -> list[dict[str, Any]]:
         nodes = []
@@ -189,7 +184,7 @@ class RayBackend(Backend):
         self.want_digests = ctx.want_digests
         self.max_chunk = self.settings.max_tasks_per_child
         self.wake_fd = wake_fd
-        self.cores_at = -CORES_TTL
+        self.cores_at = -_remote.CORES_TTL
 
     def _map_options(self, settings: Settings) -> dict[str, Any]:
         """map(ray={...}) sets task options; init's ray={...} went to ray.init(), not to tasks."""
@@ -198,13 +193,7 @@ class RayBackend(Backend):
                            if k not in given or given[k] is not v})
 
     def end_map(self) -> None:
-        for ref in self.pending:  # only after a failure of the map itself: stop its leftovers
-            try:
-                ray.cancel(ref, force=True)
-            except Exception:
-                pass
-        self.pending.clear()
-        self.ready.clear()
+        self.cancel()  # nothing is pending unless the map itself failed: then stop its leftovers
         self.holder = []
         self.wake_fd = None
 
