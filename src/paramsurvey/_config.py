@@ -77,6 +77,9 @@ KNOBS: dict[str, Knob] = {
         Knob("carbon_server", None, BOTH, _opt_str),
         Knob("carbon_port", 2004, BOTH, _int),
         Knob("carbon_prefix", "paramsurvey", BOTH, str),
+        # per-worker set-up: initializer(*initargs) once in every worker process
+        Knob("initializer", None, INIT),
+        Knob("initargs", (), INIT),
         # map() only
         Knob("out_func", None, MAP),
         Knob("user_kwargs", None, MAP),
@@ -109,6 +112,8 @@ class Settings:
     carbon_server: str | None = None
     carbon_port: int = 2004
     carbon_prefix: str = "paramsurvey"
+    initializer: Callable[..., Any] | None = None
+    initargs: tuple[Any, ...] = ()
     out_func: Callable[..., Any] | None = None
     user_kwargs: Any = None
     chdir: str | None = None

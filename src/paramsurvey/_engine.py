@@ -136,6 +136,7 @@ class Survey:
         settings = self.settings
         ctx = MapContext(self.func, settings.user_kwargs, settings.name, self.backend.name, seed=settings.seed,
                          chdir=settings.chdir, out_subdirs=settings.out_subdirs,
+                         initializer=settings.initializer, initargs=settings.initargs,
                          want_digests=self.journal is not None and getattr(self.journal, "want_digests", True))
         log.info("%s: starting map of %d psets on the %s backend", settings.name, len(self.todo),
                  self.backend.name, extra={"ps_verbose": 2})

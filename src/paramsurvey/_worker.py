@@ -53,7 +53,9 @@ class MapContext:
     def __init__(self, func: Callable[..., Any], user_kwargs: Any, name: str, backend: str,
                  seed: int = 0, chdir: str | None = None, out_subdirs: int | None = None,
                  want_digests: bool = False, copy_psets: bool = False, catch_interrupt: bool = True,
-                 sys_path: Sequence[str] | None = None, timed: bool = False) -> None:
+                 sys_path: Sequence[str] | None = None, timed: bool = False,
+                 initializer: Callable[..., Any] | None = None, initargs: Sequence[Any] = (),
+                 init_key: str = "") -> None:
         self.func = func
         self.user_kwargs = user_kwargs
         self.name = name
@@ -66,6 +68,11 @@ class MapContext:
         self.catch_interrupt = catch_interrupt  # in-process, Ctrl-C must interrupt, not fail a pset
         self.sys_path = list(sys_path) if sys_path is not None else None
         self.timed = timed  # a timeout is set: the slot also records when each pset started
+        # init(initializer=f, initargs=...): f(*initargs) runs once per worker process, before its
+        # first pset; init_key tells one init() session's initializer from another's
+        self.initializer = initializer
+        self.initargs = tuple(initargs)
+        self.init_key = init_key
         if out_subdirs:
             self.subdir_digits = max(1, len(str(out_subdirs - 1)))
 
@@ -119,6 +126,29 @@ class Slot:
 
 
 NO_SLOT = Slot(None)
+
+
+class InitializerFailed(Exception):
+    """The per-worker initializer raised: no pset can run in this worker. ``message`` names the
+    initializer and its error; ``traceback`` is the initializer's."""
+
+    def __init__(self, message: str, tb: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.traceback = tb
+
+
+def ensure_initialized(ctx: MapContext) -> None:
+    """Run ctx.initializer once in this process (raises InitializerFailed). Interface stub."""
+
+
+def encode_result(result: GroupResult) -> bytes:
+    """A group's result as bytes the driver can load; a row whose value cannot travel becomes that
+    pset's failure. Interface stub: the real version also checks that values load again."""
+    try:
+        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        return pickle.dumps(scrub_unpicklable(result, exc), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _describe_bad_return(ret: Any) -> str:
