@@ -94,6 +94,18 @@ def test_init_key_is_per_session_and_per_initializer(tmp_path):
     assert key != _session.backend.init_key(workers_worker.mark_init, (str(tmp_path),))
 
 
+def test_init_again_with_another_initializer_runs_it_in_the_same_workers(tmp_path):
+    paramsurvey.init(backend="multiprocessing", ncores=2, verbose=0,
+                     initializer=workers_worker.mark_init, initargs=(str(tmp_path), "first"))
+    first = paramsurvey.map(workers_worker.init_state, [{"x": i} for i in range(10)])
+    paramsurvey.init(initargs=(str(tmp_path), "second"))  # the same backend: settings updated
+    second = paramsurvey.map(workers_worker.init_state, [{"x": i} for i in range(10)])
+    for result, tag in ((first, "first"), (second, "second")):
+        pids = markers(tmp_path, tag)
+        assert set(result["pid"]) <= set(pids) and len(pids) == len(set(pids))
+    assert set(second["pid"]) & set(first["pid"])  # workers of the first map ran the second initializer
+
+
 @backends
 def test_a_failing_initializer_is_a_backend_error_naming_it(backend):
     paramsurvey.init(backend=backend, verbose=0, initializer=workers_worker.failing_init, initargs=(1,))
@@ -197,6 +209,27 @@ def test_traceback_of_code_only_in_the_drivers_linecache(tmp_path):
     assert done.returncode == 0, done.stderr
     assert 'File "/nonexistent/ipykernel_1/cell42.py", line 2, in worker\n' in done.stdout
     assert "    return {'y': 1 / pset['x']}\n" in done.stdout
+
+
+def test_traceback_of_a_worker_defined_in_a_jupyter_cell(tmp_path, monkeypatch):
+    """A real kernel: the cell's source exists only in the kernel's linecache."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import paramsurvey\nparamsurvey.init(verbose=0)"),
+        nbformat.v4.new_code_cell("def cell_worker(pset, system_kwargs, user_kwargs):\n"
+                                  "    return {'y': 1 / pset['x']}  # the cell's line"),
+        nbformat.v4.new_code_cell("print(paramsurvey.map(cell_worker, [{'x': 0}]).missing['_traceback'].iloc[0])"),
+    ]
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([SRC, TESTS]))
+    NotebookClient(nb, timeout=120, startup_timeout=60, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    out = "".join(o.text for o in nb.cells[2].outputs if o.output_type == "stream")
+    assert re.search(r'File "[^"]*ipykernel_\d+[^"]*", line 2, in cell_worker\n', out), out
+    assert "    return {'y': 1 / pset['x']}  # the cell's line\n" in out
 
 
 def test_python_stdin_worker_traceback_names_stdin(tmp_path):
