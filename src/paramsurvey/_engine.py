@@ -142,6 +142,7 @@ class Survey:
                          chdir=settings.chdir, out_subdirs=settings.out_subdirs,
                          initializer=settings.initializer, initargs=settings.initargs,
                          init_key=self.backend.init_key(settings.initializer, settings.initargs),
+                         psets_have_ray="ray" in self.source.keys,
                          want_digests=self.journal is not None and getattr(self.journal, "want_digests", True))
         log.info("%s: starting map of %d psets on the %s backend", settings.name, len(self.todo),
                  self.backend.name, extra={"ps_verbose": 2})

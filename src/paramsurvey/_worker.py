@@ -59,7 +59,7 @@ class MapContext:
                  want_digests: bool = False, copy_psets: bool = False, catch_interrupt: bool = True,
                  sys_path: Sequence[str] | None = None, timed: bool = False,
                  initializer: Callable[..., Any] | None = None, initargs: Sequence[Any] = (),
-                 init_key: str = "") -> None:
+                 init_key: str = "", psets_have_ray: bool = True) -> None:
         self.func = func
         self.user_kwargs = user_kwargs
         self.name = name
@@ -77,6 +77,8 @@ class MapContext:
         self.initializer = initializer
         self.initargs = tuple(initargs)
         self.init_key = init_key
+        # may a pset hold a 'ray' key (the engine knows every key)? If not, no pset is looked at for it
+        self.psets_have_ray = psets_have_ray
         if out_subdirs:
             self.subdir_digits = max(1, len(str(out_subdirs - 1)))
 
@@ -212,7 +214,7 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     catch: type[BaseException] | tuple[type[BaseException], ...] = (
         BaseException if ctx.catch_interrupt else (Exception, SystemExit))
     view, timed, mono = slot.view, slot.timed, time.monotonic
-    copy_psets, out_subdirs, map_seed = ctx.copy_psets, ctx.out_subdirs, ctx.seed
+    copy_psets, out_subdirs, map_seed, have_ray = ctx.copy_psets, ctx.out_subdirs, ctx.seed, ctx.psets_have_ray
     n_ok = 0
     # Reading the CPU clock costs ~2 us here (a system call), more than a trivial pset: read it per
     # pset only once psets are slow enough for that to be noise, else share the group's iowait.
@@ -234,7 +236,7 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
         system_kwargs._map_seed = map_seed
         if out_subdirs:
             system_kwargs["out_subdir"] = f"ps{position % out_subdirs:0{ctx.subdir_digits}d}"
-        if "ray" in pset:  # 0.4.x handed a pset's own ray options to its worker, on every backend
+        if have_ray and "ray" in pset:  # 0.4.x handed a pset's own ray options to its worker, on every backend
             ray_options = pset["ray"]
             # None or NaN: a row of a DataFrame whose pset has no options
             if ray_options is not None and not (isinstance(ray_options, float) and ray_options != ray_options):
