@@ -520,6 +520,10 @@ def _initialize(ctx: MapContext, slot: Slot, first_position: int) -> None:
         slot.set(Slot.IDLE)
 
 
+def _done_message(task_id: int, result: GroupResult) -> tuple[str, int, GroupResult]:
+    return ("done", task_id, result)
+
+
 def serve(inbox: Any, outbox: Any, slot: Slot, home: str) -> None:
     """A worker's life: receive setups and groups, send back results, until told to stop or EOF, or
     until a pset left the process in a state it cannot undo (then it ends between groups, idle,
@@ -555,7 +559,7 @@ def serve(inbox: Any, outbox: Any, slot: Slot, home: str) -> None:
                 guard.capture(ctx.init_key)  # what the initializer set up is the state to keep
             result = run_group(ctx, positions, psets, attempt, slot)
             slot.set(Slot.SENDING)
-            outbox.send_bytes(_encode(result, lambda r: ("done", task_id, r)))  # noqa: B023 - used at once
+            outbox.send_bytes(_encode(result, functools.partial(_done_message, task_id)))
             slot.set(Slot.IDLE)
             if not guard.restore():
                 return
