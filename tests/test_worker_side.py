@@ -130,6 +130,13 @@ def test_an_initializer_that_kills_its_worker_costs_psets_never_a_respawn_loop(t
     assert "exited with code 5" in results.missing["_exception"].iloc[0]
 
 
+def test_the_initializers_time_is_not_counted_against_a_psets_timeout():
+    paramsurvey.init(backend="multiprocessing", ncores=2, verbose=0, initializer=workers_worker.slow_init,
+                     initargs=(1.5,))
+    results = paramsurvey.map(workers.double, [{"x": i} for i in range(4)], timeout=1.0)
+    assert results["y"].tolist() == [0, 2, 4, 6] and results.missing.to_df().empty
+
+
 @pytest.mark.parametrize("initializer, initargs, words", [
     (5, (), "init(initializer=...) must be callable, not int"),
     (workers_worker.mark_init, "abc", "init(initargs=...) must be a tuple or list"),

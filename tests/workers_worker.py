@@ -21,6 +21,10 @@ def mark_init(directory: str, tag: str = "init") -> None:
         pass
 
 
+def slow_init(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def failing_init(*args: Any) -> None:
     raise ValueError("no set-up today")
 
