@@ -14,6 +14,7 @@ import signal
 import pandas as pd
 import pytest
 import workers
+import workers_worker
 
 import paramsurvey
 from paramsurvey._api import _session
@@ -227,3 +228,24 @@ def test_ctrl_c_raises_interrupted_with_partial_results(init_kwargs):
     assert set(results.missing["_status"]) == {"cancelled"}
     assert results.progress.finished + results.progress.failures == results.progress.total == 400
     assert paramsurvey.map(workers.double, [{"x": 1}, {"x": 2}])["y"].tolist() == [2, 4]
+
+
+def test_initializer_runs_once_in_each_worker_process_before_its_psets(init_kwargs, tmp_path):
+    _init(init_kwargs, verbose=0, initializer=workers_worker.mark_init, initargs=(str(tmp_path),))
+    try:
+        first = paramsurvey.map(workers_worker.init_state, [{"x": i} for i in range(40)])
+        second = paramsurvey.map(workers_worker.init_state, [{"x": i} for i in range(40)])
+    finally:  # a backend kept across tests must not run this initializer for the next ones
+        _init(init_kwargs, initializer=None, initargs=())
+    assert first["initialized"].all() and second["initialized"].all()
+    pids = [int(name.split("-")[1]) for name in os.listdir(tmp_path) if name.startswith("init-")]
+    assert len(pids) == len(set(pids))  # once per process, however many maps and groups
+    assert set(first["pid"]) | set(second["pid"]) <= set(pids)
+
+
+def test_a_psets_ray_options_reach_system_kwargs(init_kwargs):
+    _init(init_kwargs, verbose=0)
+    psets = [{"x": 0, "ray": {"num_cpus": 1}}, {"x": 1}]
+    df = paramsurvey.map(workers_worker.ray_options, psets).results
+    assert df["sys_ray"].tolist() == ["{'num_cpus': 1}", "None"]  # as 0.4.x handed it to the worker
+    assert df["keys"].tolist() == ["ray,x", "x"]  # and the pset is unchanged

@@ -115,7 +115,11 @@ def test_verbose1_notes_and_final_line(runs):
     assert "Traceback" not in run.err and " was {" not in run.err
     assert run.progress() == [FINAL]  # a short survey: no 30 s line, the final one
     assert run.stats_reports() == 1  # vstats=1: every 30 s, and at the end
-    others = [line for line in run.lines if line not in notes and line != FINAL]
+    [logfile] = [f for f in os.listdir(run.cwd) if f.startswith(".paramsurvey-")]
+    hint = (f"default: the tracebacks of failures are in {os.path.join(run.cwd, logfile)} "
+            "and in results.missing['_traceback']")
+    assert run.lines.count(hint) == 1  # where the tracebacks are, once
+    others = [line for line in run.lines if line not in notes and line not in (FINAL, hint)]
     assert all(line.startswith("counter default_") for line in others), others
 
 

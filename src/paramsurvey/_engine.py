@@ -19,6 +19,7 @@ import math
 import os
 import signal
 import threading
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import logfile
 from ._columns import ColumnAccumulator
 from ._config import Settings
 from ._psets import PsetSource
@@ -74,6 +76,7 @@ class Survey:
         self.wall_name = f"{settings.name}_wallclock"
         self.iowait_name = f"{settings.name}_iowait"
         self.collision_logged = False
+        self.traceback_hint_given = False
         self.interrupted = False
         self.wake_r: int | None = None
         self.wake_w: int | None = None
@@ -134,9 +137,12 @@ class Survey:
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> MapResults:
         settings = self.settings
+        _check_initializer(settings)
         ctx = MapContext(self.func, settings.user_kwargs, settings.name, self.backend.name, seed=settings.seed,
                          chdir=settings.chdir, out_subdirs=settings.out_subdirs,
                          initializer=settings.initializer, initargs=settings.initargs,
+                         init_key=self.backend.init_key(settings.initializer, settings.initargs),
+                         psets_have_ray="ray" in self.source.keys,
                          want_digests=self.journal is not None and getattr(self.journal, "want_digests", True))
         log.info("%s: starting map of %d psets on the %s backend", settings.name, len(self.todo),
                  self.backend.name, extra={"ps_verbose": 2})
@@ -175,7 +181,7 @@ class Survey:
                 return
             for outcome in backend.poll(self.reporter.next_due()):
                 if isinstance(outcome, GroupDone):
-                    self._on_group(outcome.result)
+                    self._on_group(outcome.result, outcome.task.attempt)
                 else:
                     self._on_lost(outcome)
             self.reporter.tick(self.counters)
@@ -184,7 +190,9 @@ class Survey:
                 self.journal.maybe_flush()
 
     # -- outcomes -------------------------------------------------------------------------------
-    def _on_group(self, result: GroupResult) -> None:
+    def _on_group(self, result: GroupResult, attempt: int = 0) -> None:
+        if result.failures and attempt < self.settings.retries:
+            result = self._retry_crashed(result, attempt)
         n = len(result.ran)
         self.counters.active -= n
         self._keep(result)
@@ -201,17 +209,36 @@ class Survey:
         if self.settings.verbose >= 3:
             log.info("%s: group of %d psets finished, %d ok", self.settings.name, n, len(result.ok))
 
+    def _retry_crashed(self, result: GroupResult, attempt: int) -> GroupResult:
+        """A pset that ended its own run (sys.exit, KeyboardInterrupt) is reported inside its group
+        as 'crashed': run it again like a pset whose worker died, and take it out of the group, so
+        that only its last attempt is counted, kept and journaled."""
+        crashed = {f[0]: f for f in result.failures if f[1] == "crashed"}
+        if not crashed:
+            return result
+        for (position, status, exc, _), pset in zip(crashed.values(), self.source.get(list(crashed))):
+            self._retry(position, pset, attempt, status, exc)
+        keep = [i for i, position in enumerate(result.ran) if position not in crashed]
+        digests = result.digests
+        return result._replace(
+            ran=array("q", [result.ran[i] for i in keep]), wall=array("d", [result.wall[i] for i in keep]),
+            iowait=array("d", [result.iowait[i] for i in keep]),
+            digests=[digests[i] for i in keep] if digests is not None else None,
+            failures=[f for f in result.failures if f[0] not in crashed])
+
+    def _retry(self, position: int, pset: dict[str, Any], attempt: int, status: str, message: str) -> None:
+        self.counters.retried += 1
+        log.info("%s: pset %d %s (%s); retrying (attempt %d of %d)", self.settings.name, position,
+                 status, message, attempt + 2, self.settings.retries + 1)
+        self.retry_queue.append((position, pset, attempt + 1))
+        if self.journal is not None:  # so that the retry's outcome is journaled with its attempt
+            self.journal.note_retry(position, attempt + 1)
+
     def _on_lost(self, lost: PsetLost) -> None:
-        self.counters.active -= 1
-        if lost.attempt < self.settings.retries:
-            self.counters.retried += 1
-            self.counters.active += 1
-            log.info("%s: pset %d %s (%s); retrying (attempt %d of %d)", self.settings.name, lost.position,
-                     lost.status, lost.message, lost.attempt + 2, self.settings.retries + 1)
-            self.retry_queue.append((lost.position, lost.pset, lost.attempt + 1))
-            if self.journal is not None:  # so that the retry's outcome is journaled with its attempt
-                self.journal.note_retry(lost.position, lost.attempt + 1)
+        if lost.attempt < self.settings.retries:  # still active: it runs again
+            self._retry(lost.position, lost.pset, lost.attempt, lost.status, lost.message)
             return
+        self.counters.active -= 1
         self.done[lost.position] = True
         self._record_failure(lost.position, lost.status, lost.message, "", lost)
         if self.journal is not None:
@@ -232,6 +259,11 @@ class Survey:
         self._count_failure(position, status, exc, tb)
         name = self.settings.name
         log.info("%s: pset %d failed (%s): %s", name, position, status, exc)
+        if tb and not self.traceback_hint_given and self.settings.verbose == 1:
+            self.traceback_hint_given = True  # once per map: every note would say the same
+            path = logfile.logfile_path()
+            where = f"in {path} and in" if path else "in"
+            log.info("%s: the tracebacks of failures are %s results.missing['_traceback']", name, where)
         pset = lost.pset if lost is not None else None
         log.info("%s: pset %d was %r", name, position, pset if pset is not None else self.source.get([position])[0],
                  extra={"ps_verbose": 2})
@@ -337,3 +369,12 @@ class Survey:
             os.close(self.wake_r)
             os.close(self.wake_w)
             self.wake_r = self.wake_w = None
+
+
+def _check_initializer(settings: Settings) -> None:
+    """init(initializer=, initargs=) checked before any work starts, naming the culprit."""
+    if settings.initializer is not None and not callable(settings.initializer):
+        raise TypeError(f"init(initializer=...) must be callable, not {type(settings.initializer).__name__}")
+    if isinstance(settings.initargs, (str, bytes)) or not isinstance(settings.initargs, (tuple, list)):
+        raise TypeError("init(initargs=...) must be a tuple or list of the initializer's arguments, "
+                        f"not {type(settings.initargs).__name__}")

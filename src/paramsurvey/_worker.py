@@ -16,13 +16,22 @@ can turn it into numpy columns without touching a dict per row::
     failures  (position, status, repr of exception, traceback) for each failed pset
     raw       user timers: name -> list of seconds (from system_kwargs['raw_stats'])
     digests   pset content hashes aligned with ran, when a journal asked for them, else None
+
+Before a process's first pset, ``ensure_initialized`` runs init()'s initializer once (every
+backend). ``serve`` is the multiprocessing worker's loop; after each group it puts back what a
+pset may have broken for the next ones (``ProcessGuard``: standard fds, resource limits). How the
+result is pickled and checked before it travels: ``_sending``.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import pickle
+import resource
 import sys
+import threading
 import time
 import traceback
 from array import array
@@ -30,6 +39,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from ._hashing import pset_hash, seed_for
+from ._sending import encode_message
+from ._sending import encode_result as encode_result  # the Ray/Dask task's too, reached from here
+from ._sending import scrub_unpicklable as scrub_unpicklable
 
 # Psets shorter than this are timed without the (costly) CPU clock: see run_group.
 CPU_CLOCK_WORTH = 50e-6
@@ -55,7 +67,7 @@ class MapContext:
                  want_digests: bool = False, copy_psets: bool = False, catch_interrupt: bool = True,
                  sys_path: Sequence[str] | None = None, timed: bool = False,
                  initializer: Callable[..., Any] | None = None, initargs: Sequence[Any] = (),
-                 init_key: str = "") -> None:
+                 init_key: str = "", psets_have_ray: bool = True) -> None:
         self.func = func
         self.user_kwargs = user_kwargs
         self.name = name
@@ -73,6 +85,8 @@ class MapContext:
         self.initializer = initializer
         self.initargs = tuple(initargs)
         self.init_key = init_key
+        # may a pset hold a 'ray' key (the engine knows every key)? If not, no pset is looked at for it
+        self.psets_have_ray = psets_have_ray
         if out_subdirs:
             self.subdir_digits = max(1, len(str(out_subdirs - 1)))
 
@@ -138,17 +152,45 @@ class InitializerFailed(Exception):
         self.traceback = tb
 
 
+# The init_key of the initializer that has run in this process (None: none yet). A Dask worker
+# runs groups in several threads of one process: the lock makes the others wait for the first.
+_initialized_key: str | None = None
+_init_lock = threading.Lock()
+
+
 def ensure_initialized(ctx: MapContext) -> None:
-    """Run ctx.initializer once in this process (raises InitializerFailed). Interface stub."""
+    """Run ``ctx.initializer(*ctx.initargs)`` once in this process for each init_key, before any
+    pset of it. Raises InitializerFailed, naming the initializer, if it raises."""
+    global _initialized_key
+    if ctx.initializer is None or _initialized_key == ctx.init_key:
+        return
+    with _init_lock:
+        if _initialized_key == ctx.init_key:
+            return
+        try:
+            ctx.initializer(*ctx.initargs)
+        except KeyboardInterrupt:
+            if not ctx.catch_interrupt:  # in the driver: Ctrl-C stops the map, as anywhere else
+                raise
+            raise _initializer_failed(ctx) from None
+        except BaseException:  # SystemExit too: the initializer must not end a driver or a worker
+            raise _initializer_failed(ctx) from None
+        _initialized_key = ctx.init_key
 
 
-def encode_result(result: GroupResult) -> bytes:
-    """A group's result as bytes the driver can load; a row whose value cannot travel becomes that
-    pset's failure. Interface stub: the real version also checks that values load again."""
-    try:
-        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
-        return pickle.dumps(scrub_unpicklable(result, exc), protocol=pickle.HIGHEST_PROTOCOL)
+def _initializer_failed(ctx: MapContext) -> InitializerFailed:
+    exc = sys.exc_info()[1]
+    return InitializerFailed(f"the initializer {callable_name(ctx.initializer)} raised {exc!r}",
+                             traceback.format_exc())
+
+
+def callable_name(func: Any) -> str:
+    """``module.qualname`` of a function (or of a partial's function, or of a callable's class)."""
+    if isinstance(func, functools.partial):
+        return f"functools.partial({callable_name(func.func)}, ...)"
+    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    module = getattr(func, "__module__", None) or type(func).__module__
+    return f"{module}.{qualname}" if module and module != "builtins" else qualname
 
 
 def _describe_bad_return(ret: Any) -> str:
@@ -160,7 +202,9 @@ def _describe_bad_return(ret: Any) -> str:
 
 def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[str, Any]], attempt: int,
               slot: Slot = NO_SLOT) -> GroupResult:
-    """Run ctx.func on each pset of one group; never raises for a pset's failure."""
+    """Run ctx.func on each pset of one group; never raises for a pset's failure (an initializer
+    that fails raises InitializerFailed before any pset runs)."""
+    ensure_initialized(ctx)
     perf, cpu = time.perf_counter, time.process_time
     func, user_kwargs = ctx.func, ctx.user_kwargs
     base = {"name": ctx.name, "backend": ctx.backend, "attempt": attempt}
@@ -178,7 +222,7 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     catch: type[BaseException] | tuple[type[BaseException], ...] = (
         BaseException if ctx.catch_interrupt else (Exception, SystemExit))
     view, timed, mono = slot.view, slot.timed, time.monotonic
-    copy_psets, out_subdirs, map_seed = ctx.copy_psets, ctx.out_subdirs, ctx.seed
+    copy_psets, out_subdirs, map_seed, have_ray = ctx.copy_psets, ctx.out_subdirs, ctx.seed, ctx.psets_have_ray
     n_ok = 0
     # Reading the CPU clock costs ~2 us here (a system call), more than a trivial pset: read it per
     # pset only once psets are slow enough for that to be noise, else share the group's iowait.
@@ -200,6 +244,11 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
         system_kwargs._map_seed = map_seed
         if out_subdirs:
             system_kwargs["out_subdir"] = f"ps{position % out_subdirs:0{ctx.subdir_digits}d}"
+        if have_ray and "ray" in pset:  # 0.4.x handed a pset's own ray options to its worker, on every backend
+            ray_options = pset["ray"]
+            # None or NaN: a row of a DataFrame whose pset has no options
+            if ray_options is not None and not (isinstance(ray_options, float) and ray_options != ray_options):
+                system_kwargs["ray"] = ray_options
         c0 = cpu() if precise else 0.0
         t0 = perf()
         try:
@@ -266,32 +315,6 @@ def _pad(columns: dict[str, list[Any]], absent: dict[str, list[int]], n_ok: int)
             absent.setdefault(key, []).append(n_ok)
 
 
-def scrub_unpicklable(result: GroupResult, error: BaseException) -> GroupResult:
-    """Turn the rows whose values cannot be pickled into failures, so the rest still travels."""
-    bad_rows: set[int] = set()
-    for column in result.columns.values():
-        try:
-            pickle.dumps(column, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            for i, value in enumerate(column):
-                try:
-                    pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-                except Exception:
-                    bad_rows.add(i)
-    if not bad_rows:  # not a result value: something else is wrong; fail every row rather than hang
-        bad_rows = set(range(len(result.ok)))
-    keep = [i for i in range(len(result.ok)) if i not in bad_rows]
-    failures = list(result.failures)
-    for i in sorted(bad_rows):
-        message = repr(TypeError(f"the worker's result could not be pickled to send it back: {error!r}"))
-        failures.append((result.ok[i], "exception", message, ""))
-    columns = {k: [v[i] for i in keep] for k, v in result.columns.items()}
-    remap = {old: new for new, old in enumerate(keep)}
-    absent = {k: [remap[i] for i in v if i in remap] for k, v in result.absent.items()}
-    return result._replace(ok=array("q", [result.ok[i] for i in keep]), columns=columns,
-                           absent={k: v for k, v in absent.items() if v}, failures=failures)
-
-
 def load_context(blob: bytes) -> MapContext:
     ctx = pickle.loads(blob)
     assert isinstance(ctx, MapContext)
@@ -304,14 +327,106 @@ def load_context(blob: bytes) -> MapContext:
     return ctx
 
 
+# -- the multiprocessing worker's loop -----------------------------------------------------------
+# Limits a pset may lower for itself that would break every later pset of its worker process.
+GUARDED_LIMITS = tuple(getattr(resource, name) for name in (
+    "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CPU", "RLIMIT_FSIZE")
+    if hasattr(resource, name))
+STD_FDS = (0, 1, 2)
+
+
+def _fd_identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class ProcessGuard:
+    """What one pset may change about its worker process and ruin for the psets after it: the
+    standard fds (closed or pointed elsewhere) and resource limits (lowered). ``capture`` notes them
+    (keeping a copy of each standard fd); ``restore`` puts them back after each group, and says
+    False when it cannot (a hard limit lowered without the privilege to raise it again)."""
+
+    def __init__(self) -> None:
+        self.backups: list[int] = []
+        self.identities: list[tuple[int, int] | None] = []
+        self.limits: dict[int, tuple[int, int]] = {}
+        self.key: str | None = None
+
+    def capture(self, key: str) -> None:
+        self.key = key
+        for fd in STD_FDS:
+            if _fd_identity(fd) is None:  # started closed: /dev/null, so that prints never fail
+                _devnull_onto(fd)
+        for fd in self.backups:
+            os.close(fd)
+        self.backups = [os.dup(fd) for fd in STD_FDS]
+        self.identities = [_fd_identity(fd) for fd in STD_FDS]
+        self.limits = {limit: resource.getrlimit(limit) for limit in GUARDED_LIMITS}
+
+    def restore(self) -> bool:
+        restored = True
+        for limit, wanted in self.limits.items():  # first: a lowered RLIMIT_NOFILE could stop the rest
+            if resource.getrlimit(limit) != wanted:
+                try:
+                    resource.setrlimit(limit, wanted)
+                except (ValueError, OSError):  # a lowered hard limit, and no privilege to raise it
+                    restored = False
+        for fd, backup, identity in zip(STD_FDS, self.backups, self.identities):
+            if _fd_identity(fd) != identity:
+                try:
+                    if _fd_identity(backup) == identity:
+                        os.dup2(backup, fd)
+                    else:  # the pset closed our copy too
+                        _devnull_onto(fd)
+                except OSError:  # no fd left to open: a fresh worker will do better
+                    restored = False
+        return restored
+
+
+def _devnull_onto(fd: int) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    if null != fd:
+        os.dup2(null, fd)
+        os.close(null)
+
+
+def _initialize(ctx: MapContext, slot: Slot, first_position: int) -> None:
+    """ensure_initialized, with the slot naming the pset about to run: a worker that dies in the
+    initializer (os._exit, a segfault) then costs that pset, recorded 'crashed', where an idle slot
+    would have its group sent to a fresh worker that dies the same way, forever. Its timeout has
+    not started (the deadline is infinitely far): set-up time is not the pset's."""
+    if ctx.initializer is None or _initialized_key == ctx.init_key:
+        return
+    if slot.view is not None:
+        if slot.timed:
+            slot.view[1] = math.inf
+        slot.view[0] = float(first_position)
+    try:
+        ensure_initialized(ctx)
+    finally:
+        slot.set(Slot.IDLE)
+
+
+def _done_message(task_id: int, result: GroupResult) -> tuple[str, int, GroupResult]:
+    return ("done", task_id, result)
+
+
 def serve(inbox: Any, outbox: Any, slot: Slot, home: str) -> None:
-    """A worker's life: receive setups and groups, send back results, until told to stop or EOF.
+    """A worker's life: receive setups and groups, send back results, until told to stop or EOF, or
+    until a pset left the process in a state it cannot undo (then it ends between groups, idle,
+    and the backend forks a fresh worker in its place: no pset is lost).
 
     Messages in: ('setup', map_id, blob), ('run', task_id, map_id, positions, psets, attempt),
     ('exit',). Messages out: ('hello', pid), ('done', task_id, GroupResult),
-    ('setup_error', map_id, repr, traceback).
+    ('setup_error', map_id, message, traceback) (the map's function could not be loaded, or the
+    initializer failed).
     """
     contexts: dict[int, MapContext] = {}
+    guard = ProcessGuard()
+    guard.capture("")
     outbox.send(("hello", os.getpid()))
     while True:
         try:
@@ -324,13 +439,20 @@ def serve(inbox: Any, outbox: Any, slot: Slot, home: str) -> None:
             ctx = contexts.get(map_id)
             if ctx is None:  # its setup failed: the driver has been told and abandons the map
                 continue
+            try:
+                _initialize(ctx, slot, positions[0])
+            except InitializerFailed as exc:
+                del contexts[map_id]
+                outbox.send(("setup_error", map_id, exc.message, exc.traceback))
+                continue
+            if ctx.initializer is not None and guard.key != ctx.init_key:
+                guard.capture(ctx.init_key)  # what the initializer set up is the state to keep
             result = run_group(ctx, positions, psets, attempt, slot)
             slot.set(Slot.SENDING)
-            try:
-                outbox.send(("done", task_id, result))
-            except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
-                outbox.send(("done", task_id, scrub_unpicklable(result, exc)))
+            outbox.send_bytes(encode_message(result, functools.partial(_done_message, task_id)))
             slot.set(Slot.IDLE)
+            if not guard.restore():
+                return
         elif kind == "setup":
             _, map_id, blob = msg
             contexts.clear()  # one map at a time: drop the previous function and its kwargs

@@ -15,7 +15,9 @@ again; the engine never sees them twice.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import hashlib
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -72,6 +74,28 @@ class Backend(abc.ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # one per backend instance, i.e. per init() session: a long-lived worker process (an
+        # existing Ray or Dask cluster's) runs the initializer again for the next session
+        self.session_key = os.urandom(8).hex()
+        self._init_digest: tuple[Any, Any, str] | None = None
+
+    def init_key(self, initializer: Callable[..., Any] | None, initargs: Any) -> str:
+        """``MapContext.init_key``: the same for every map of this session with this initializer and
+        initargs, different after finalize()/init() or with another initializer ('' for none).
+
+        A digest of what workers receive; computed again only when the objects change (the cache
+        holds them, so their ids cannot be reused). In-process backends never pickle them: their
+        identity is the key."""
+        if initializer is None:
+            return ""
+        cached = self._init_digest
+        if cached is None or cached[0] is not initializer or cached[1] is not initargs:
+            if IN_PROCESS in self.capabilities:
+                digest = f"{id(initializer):x}.{id(initargs):x}"
+            else:
+                digest = hashlib.sha256(_pickled_initializer(initializer, initargs)).hexdigest()[:16]
+            self._init_digest = cached = (initializer, initargs, digest)
+        return f"{self.session_key}.{cached[2]}"
 
     @abc.abstractmethod
     def start(self) -> None: ...
@@ -118,3 +142,14 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def resources(self) -> list[dict[str, Any]]: ...
+
+
+def _pickled_initializer(initializer: Callable[..., Any], initargs: Any) -> bytes:
+    from .. import _pickling
+    from .._worker import callable_name
+
+    try:
+        return _pickling.dumps_by_value((initializer, initargs))
+    except Exception as exc:
+        raise TypeError(f"init(initializer=...): the initializer {callable_name(initializer)} or its initargs "
+                        f"could not be pickled to send to worker processes: {exc!r}") from exc

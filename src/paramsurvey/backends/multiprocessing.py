@@ -36,9 +36,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-import cloudpickle
-
-from .. import _zygote
+from .. import _pickling, _zygote
 from .._config import Settings
 from .._worker import MapContext, Slot
 from ..exceptions import BackendError
@@ -239,7 +237,7 @@ class MultiprocessingBackend(Backend):
         ctx.sys_path = list(sys.path)
         ctx.timed = settings.timeout is not None
         try:
-            blob = cloudpickle.dumps(ctx)
+            blob = _pickling.dumps_by_value(ctx)
         except Exception as exc:
             raise TypeError(f"the worker function, user_kwargs or out_subdirs could not be pickled "
                             f"to send to worker processes: {exc!r}") from exc

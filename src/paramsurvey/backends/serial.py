@@ -2,7 +2,8 @@
 
 The reference implementation of the backend contract, and the one to use with pdb: a breakpoint in
 the worker just works. It cannot survive a worker that kills its process, nor stop a pset past its
-timeout (no capability flags for those), and Ctrl-C interrupts the running pset itself.
+timeout (no capability flags for those), and Ctrl-C interrupts the running pset itself. The
+initializer of init() runs once per init() session, in this process, before the first pset.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._config import Settings
-from .._worker import MapContext, run_group
+from .._worker import InitializerFailed, MapContext, run_group
+from ..exceptions import BackendError
 from .base import IN_PROCESS, Backend, GroupDone, Outcome, Task
 
 
@@ -61,6 +63,8 @@ class SerialBackend(Backend):
             os.chdir(self.ctx.chdir)
         try:
             result = run_group(self.ctx, task.positions, task.psets, task.attempt)
+        except InitializerFailed as exc:
+            raise BackendError(f"{exc.message}: no pset can run\n{exc.traceback}") from exc
         finally:
             os.chdir(home)
         return [GroupDone(task, result)]
