@@ -351,7 +351,10 @@ def test_redirected_stderr_gets_plain_lines(bar_and_file_runs):
     assert len(progress_lines) >= 4 and all(PLAIN_RE.fullmatch(line) for line in progress_lines)
     assert progress_lines[-1] == FINAL
     others = [line for line in lines if line not in progress_lines]
-    assert all(line.startswith(("default: pset", "counter ")) for line in others), others
+    # and, once, where the tracebacks of the failures are (verbose 1 shows one line per failure)
+    pointer = "default: 4 failed pset(s); each one's traceback is in "
+    assert sum(line.startswith(pointer) for line in others) == 1
+    assert all(line.startswith(("default: pset", "counter ", pointer)) for line in others), others
 
 
 def test_logfile_is_complete_under_the_bar(bar_and_file_runs):

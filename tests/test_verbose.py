@@ -110,12 +110,16 @@ def test_verbose0_prints_nothing_at_all(runs, case):
 def test_verbose1_notes_and_final_line(runs):
     run = runs["v1"]
     assert run.out == ""
-    notes = [line for line in run.lines if "failed" in line]
+    notes = [line for line in run.lines if "failed (" in line]
     assert len(notes) == 4 and all(NOTE.fullmatch(n) for n in notes)
     assert "Traceback" not in run.err and " was {" not in run.err
+    # where the tracebacks are, once, as 0.4.x said it at verbose 1
+    [logfile] = [f for f in os.listdir(run.cwd) if f.startswith(".paramsurvey-")]
+    pointer = f"default: 4 failed pset(s); each one's traceback is in {os.path.join(run.cwd, logfile)}"
+    assert run.lines.count(pointer) == 1
     assert run.progress() == [FINAL]  # a short survey: no 30 s line, the final one
     assert run.stats_reports() == 1  # vstats=1: every 30 s, and at the end
-    others = [line for line in run.lines if line not in notes and line != FINAL]
+    others = [line for line in run.lines if line not in notes and line not in (FINAL, pointer)]
     assert all(line.startswith("counter default_") for line in others), others
 
 
