@@ -26,7 +26,6 @@ from paramsurvey._config import resolve
 
 SRC = os.path.dirname(os.path.dirname(paramsurvey.__file__))  # subprocesses run the code under test
 TESTS = os.path.dirname(__file__)
-LOGFILE = re.compile(r"\.paramsurvey-\d{8}-\d{6}(-\d+)*\.log")
 
 
 def run_script(script: str, *args: str, cwd: str, env: dict[str, str] | None = None,
@@ -230,23 +229,25 @@ def test_progress_dt_zero_reports_every_change(capsys):
 
 
 OMP_SCRIPT = """
-    import os, paramsurvey
-    paramsurvey.init(backend='serial', verbose=2)
+    import os, sys, paramsurvey
+    paramsurvey.init(backend=sys.argv[1], verbose=2, ncores=1)
     print(os.environ.get('OMP_NUM_THREADS'))
 """
 OMP_NOTICE = 'paramsurvey warning: OMP_NUM_THREADS undefined, setting it to "1" to prevent foot-cannon'
 
 
-def test_init_sets_omp_num_threads_in_the_driver_when_unset(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(OMP_SCRIPT)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=100, env={**env, "PYTHONPATH": SRC})
+@pytest.mark.parametrize("backend", ["serial", "multiprocessing"])
+def test_init_sets_omp_num_threads_in_the_driver_when_unset(backend, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS" and not k.startswith("PARAMSURVEY_")}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(OMP_SCRIPT), backend], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=100, env={**env, "PYTHONPATH": SRC})
     assert done.returncode == 0, done.stderr
     assert done.stdout == "1\n" and OMP_NOTICE in done.stderr
     [log] = logfiles(tmp_path)
     assert OMP_NOTICE in (tmp_path / log).read_text()
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(OMP_SCRIPT)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=100, env={**env, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "3"})
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(OMP_SCRIPT), backend], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=100,
+                          env={**env, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "3"})
     assert done.stdout == "3\n" and "OMP_NUM_THREADS" not in done.stderr  # the user's choice stays
 
 

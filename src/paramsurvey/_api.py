@@ -82,8 +82,8 @@ def init(**kwargs: Any) -> None:
         Pool arguments ``initializer``, ``initargs``, ``maxtasksperchild``, ``processes``.
 
     Calling init() again with the same backend updates the settings; with another backend it is an
-    error unless finalize() came first. init() sets ``OMP_NUM_THREADS=1`` in this process's
-    environment when it is unset.
+    error unless finalize() came first. On the multiprocessing and serial backends, init() sets
+    ``OMP_NUM_THREADS=1`` in this process's environment when it is unset, as 0.4.x did.
 
     Example
     -------
@@ -99,7 +99,7 @@ def init(**kwargs: Any) -> None:
                            f"call paramsurvey.finalize() before init(backend={settings.backend!r})")
     logfile.set_verbose(settings.verbose)  # first: verbose=0 must silence the logfile's own notices
     logfile.open_logfile(settings.env_used, settings.pslogger_prefix, settings.pslogger_fd)
-    _limit_omp_threads()
+    _limit_omp_threads(settings.backend)
     if _session.backend is not None:
         _session.init_kwargs = merged
         _session.backend.update_settings(settings)
@@ -115,8 +115,13 @@ def init(**kwargs: Any) -> None:
         _session.atexit_registered = True
 
 
-def _limit_omp_threads() -> None:
-    if "OMP_NUM_THREADS" not in os.environ:
+# Where one thread per process is what the workers get anyway. On Ray and Dask each task gets its own
+# cores' worth of threads unless the user set the variable, so there the driver's environment is left alone.
+OMP_IN_DRIVER_BACKENDS = ("multiprocessing", "serial")
+
+
+def _limit_omp_threads(backend: str) -> None:
+    if backend in OMP_IN_DRIVER_BACKENDS and "OMP_NUM_THREADS" not in os.environ:
         log.info(OMP_NOTICE, extra={"ps_verbose": 2})
         os.environ["OMP_NUM_THREADS"] = "1"
 
