@@ -29,7 +29,7 @@ log = logging.getLogger("paramsurvey")
 
 
 # 0.4.x's words, kept so that a search of old logs finds them. Numeric libraries in the driver and in
-# anything it starts (a local Ray or Dask) otherwise start a thread per core in every process.
+# the programs it starts otherwise start a thread per core in every process.
 OMP_NOTICE = 'paramsurvey warning: OMP_NUM_THREADS undefined, setting it to "1" to prevent foot-cannon'
 
 
@@ -91,8 +91,8 @@ def init(**kwargs: Any) -> None:
     >>> paramsurvey.init(backend='serial', verbose=0)
     """
     kwargs = _config.split_init_kwargs(kwargs)
-    again = _session.backend is not None
-    merged = {**_session.init_kwargs, **kwargs} if again else kwargs
+    # init() again: the new kwargs update the earlier ones
+    merged = {**_session.init_kwargs, **kwargs} if _session.backend is not None else kwargs
     settings = _config.resolve(merged)
     if _session.backend is not None and _session.backend.name != settings.backend:
         raise RuntimeError(f"paramsurvey is already initialized with the {_session.backend.name} backend; "
