@@ -120,12 +120,13 @@ def _native(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         types = set(map(type, chain.from_iterable(map(dict.values, records))))
     except TypeError:  # Mappings that are not dicts
         types = {type(v) for pset in records for v in pset.values()}
-    if not any(issubclass(t, _NUMPY_SCALARS) for t in types):
+    numpy_types = {t for t in types if issubclass(t, _NUMPY_SCALARS)}
+    if not numpy_types:
         return records
     converted = list(records)
     for i, pset in enumerate(records):
-        if any(isinstance(v, _NUMPY_SCALARS) for v in pset.values()):
-            converted[i] = {k: v.item() if isinstance(v, _NUMPY_SCALARS) else v for k, v in pset.items()}
+        if not numpy_types.isdisjoint(map(type, pset.values())):
+            converted[i] = {k: v.item() if type(v) in numpy_types else v for k, v in pset.items()}
     return converted
 
 
