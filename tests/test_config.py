@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import workers
 
 import paramsurvey
-from paramsurvey._config import resolve
+from paramsurvey._config import KNOBS, resolve
 
 
 def test_defaults():
@@ -111,3 +113,9 @@ def test_ncores_and_resources(monkeypatch):
     monkeypatch.setenv("PARAMSURVEY_NCORES", "1")
     paramsurvey.init(ncores=2, verbose=0)
     assert paramsurvey.current_core_count() == 1
+
+
+def test_every_setting_is_in_the_readme_tables():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    missing = [name for name in KNOBS if f"`{name}`" not in readme]
+    assert not missing, f"settings not documented in the README: {missing}"

@@ -1,7 +1,8 @@
 """The example scripts shipped with the original paramsurvey 0.4.21 run unchanged against this package.
 
-The scripts come from the original's source distribution on PyPI (downloaded once per test session,
-as any user would get them); each runs in a fresh interpreter with this package on its path.
+The scripts are 0.4.21's, copied unmodified into tests/original_0_4_21/scripts (see the NOTICE there):
+no network at test time. Each runs in a fresh interpreter with this package on its path, as 0.4.21's
+Makefile ran them (its ``scripts`` target).
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tarfile
+from pathlib import Path
 
 import pytest
 
-SRC = os.path.join(os.path.dirname(__file__), "..", "src")
+import paramsurvey
+
+SRC = os.path.dirname(os.path.dirname(paramsurvey.__file__))  # the package under test
+ORIGINAL_SCRIPTS = Path(__file__).parent / "original_0_4_21" / "scripts"
 SCRIPTS = {
     # script -> words its output must contain (stdout or stderr)
     "paramsurvey-readme-example.py": "0.3 0.3",
@@ -27,26 +31,18 @@ SCRIPTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def original_scripts(tmp_path_factory):
-    where = tmp_path_factory.mktemp("orig")
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                           "-d", str(where), "paramsurvey==0.4.21"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    (sdist,) = where.glob("paramsurvey-0.4.21.tar.gz")
-    with tarfile.open(sdist) as tar:
-        members = [m for m in tar.getmembers() if "/scripts/" in m.name and m.name.endswith(".py")]
-        tar.extractall(where, members=members, filter="data")
-    return where / "paramsurvey-0.4.21" / "scripts"
+def test_every_original_script_is_run():
+    assert sorted(p.name for p in ORIGINAL_SCRIPTS.glob("*.py")) == sorted(SCRIPTS)
 
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
-def test_original_example_runs_unchanged(original_scripts, script, tmp_path):
+def test_original_example_runs_unchanged(script, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARAMSURVEY_")}
-    env["PYTHONPATH"] = SRC
+    # as 0.4.21's Makefile: PYTHONPATH=.:scripts (the package, and the scripts' own directory)
+    env["PYTHONPATH"] = os.pathsep.join([SRC, str(ORIGINAL_SCRIPTS)])
     env["PARAMSURVEY_LIMIT"] = "10"  # the original's own way to shrink a run, honoured unchanged
-    done = subprocess.run([sys.executable, str(original_scripts / script)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, str(ORIGINAL_SCRIPTS / script)], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=170)
     assert done.returncode == 0, done.stderr[-3000:]
     assert SCRIPTS[script] in done.stdout + done.stderr

@@ -351,7 +351,7 @@ def test_redirected_stderr_gets_plain_lines(bar_and_file_runs):
     assert len(progress_lines) >= 4 and all(PLAIN_RE.fullmatch(line) for line in progress_lines)
     assert progress_lines[-1] == FINAL
     others = [line for line in lines if line not in progress_lines]
-    assert all(line.startswith(("default: pset", "default: the tracebacks of failures are in", "counter "))
+    assert all(line.startswith(("default: pset", "default: each failure's traceback is in", "counter "))
                for line in others), others
 
 

@@ -116,7 +116,7 @@ def test_verbose1_notes_and_final_line(runs):
     assert run.progress() == [FINAL]  # a short survey: no 30 s line, the final one
     assert run.stats_reports() == 1  # vstats=1: every 30 s, and at the end
     [logfile] = [f for f in os.listdir(run.cwd) if f.startswith(".paramsurvey-")]
-    hint = (f"default: the tracebacks of failures are in {os.path.join(run.cwd, logfile)} "
+    hint = (f"default: each failure's traceback is in {os.path.join(run.cwd, logfile)} "
             "and in results.missing['_traceback']")
     assert run.lines.count(hint) == 1  # where the tracebacks are, once
     others = [line for line in run.lines if line not in notes and line not in (FINAL, hint)]

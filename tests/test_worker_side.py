@@ -144,8 +144,8 @@ def test_the_initializers_time_is_not_counted_against_a_psets_timeout():
                                                     "could not be pickled"),
 ])
 def test_bad_initializer_arguments_are_a_clear_error_before_any_work(initializer, initargs, words):
-    paramsurvey.init(backend="multiprocessing", verbose=0, initializer=initializer, initargs=initargs)
-    with pytest.raises(TypeError, match=re.escape(words)):
+    with pytest.raises(TypeError, match=re.escape(words)):  # at init() or, at the latest, map()
+        paramsurvey.init(backend="multiprocessing", verbose=0, initializer=initializer, initargs=initargs)
         paramsurvey.map(workers.double, [{"x": 1}])
 
 
@@ -309,10 +309,10 @@ def test_verbose_1_says_once_where_the_tracebacks_are(tmp_path):
     done = run_program(tmp_path, ["-c", program])
     assert done.returncode == 0, done.stderr
     [logfile] = [f for f in os.listdir(tmp_path) if f.startswith(".paramsurvey-")]
-    hints = [line for line in done.stderr.splitlines() if "tracebacks" in line]
+    hints = [line for line in done.stderr.splitlines() if "traceback is in" in line]
     path = os.path.join(str(tmp_path), logfile)
-    assert hints == [f"default: the tracebacks of failures are in {path} and in results.missing['_traceback']",
-                     f"again: the tracebacks of failures are in {path} and in results.missing['_traceback']"]
+    assert hints == [f"default: each failure's traceback is in {path} and in results.missing['_traceback']",
+                     f"again: each failure's traceback is in {path} and in results.missing['_traceback']"]
     assert "Traceback (most recent call last)" not in done.stderr
 
 

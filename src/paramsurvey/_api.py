@@ -1,14 +1,20 @@
 """init(), map(), finalize() and friends: resolve settings, run a Survey, return MapResults.
 
-The one piece of module state is the current session: the init() kwargs and the started backend.
+The one piece of module state is the current session: the init() kwargs, the started backend and
+the lock that lets one map() run at a time. A child made by os.fork() forgets the parent's backend
+(it is the parent's to stop) and starts its own if it calls map().
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import os
 import sys
-from collections.abc import Callable
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from . import _config, logfile
@@ -22,14 +28,37 @@ from .results import MapResults
 log = logging.getLogger("paramsurvey")
 
 
+# 0.4.x's words, kept so that a search of old logs finds them. Numeric libraries in the driver and in
+# the programs it starts otherwise start a thread per core in every process.
+OMP_NOTICE = 'paramsurvey warning: OMP_NUM_THREADS undefined, setting it to "1" to prevent foot-cannon'
+
+
 class _Session:
     def __init__(self) -> None:
         self.init_kwargs: dict[str, Any] = {}
         self.backend: Backend | None = None
         self.atexit_registered = False
+        # one map() at a time: the backend, the logfile's verbosity and Ctrl-C handling are per process
+        self.map_lock = threading.Lock()
 
 
 _session = _Session()
+# Backends a forked child inherited: kept referenced so that nothing (a finalizer, the garbage
+# collector) ever stops them from the child; they are the parent's.
+_inherited_backends: list[Backend] = []
+
+
+def _forget_parent_session() -> None:
+    """os.fork() child: the parent's backend, map lock and logfile are not this process's."""
+    if _session.backend is not None:
+        _inherited_backends.append(_session.backend)
+        _session.backend = None  # init_kwargs stay: the child's own backend gets the same settings
+    _session.map_lock = threading.Lock()  # a map running in another parent thread is not ours
+    logfile.forget_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_parent_session)
 
 
 def init(**kwargs: Any) -> None:
@@ -42,11 +71,19 @@ def init(**kwargs: Any) -> None:
     carbon_server, carbon_port, carbon_prefix
         See the README; each but the carbon ones has a ``PARAMSURVEY_*`` environment variable,
         which wins over any argument.
+    initializer, initargs : callable, tuple
+        ``initializer(*initargs)`` runs once in every worker process, before its first pset.
+    pslogger_prefix : str, default '.paramsurvey-'
+        The hidden logfile is ``<prefix>YYYYMMDD-HHMMSS.log``.
+    pslogger_fd : open text stream, optional
+        Write the run's log there instead of a hidden logfile.
     ray, dask, multiprocessing, serial : dict
-        Options for that backend alone (ignored by the others).
+        Options for that backend alone (ignored by the others). ``multiprocessing`` takes 0.4.x's
+        Pool arguments ``initializer``, ``initargs``, ``maxtasksperchild``, ``processes``.
 
     Calling init() again with the same backend updates the settings; with another backend it is an
-    error unless finalize() came first.
+    error unless finalize() came first. On the multiprocessing and serial backends, init() sets
+    ``OMP_NUM_THREADS=1`` in this process's environment when it is unset, as 0.4.x did.
 
     Example
     -------
@@ -54,15 +91,18 @@ def init(**kwargs: Any) -> None:
     >>> paramsurvey.init(backend='serial', verbose=0)
     """
     kwargs = _config.split_init_kwargs(kwargs)
-    settings = _config.resolve(kwargs)
-    logfile.open_logfile(settings.env_used)
-    logfile.set_verbose(settings.verbose)
+    # init() again: the new kwargs update the earlier ones
+    merged = {**_session.init_kwargs, **kwargs} if _session.backend is not None else kwargs
+    settings = _config.resolve(merged)
+    if _session.backend is not None and _session.backend.name != settings.backend:
+        raise RuntimeError(f"paramsurvey is already initialized with the {_session.backend.name} backend; "
+                           f"call paramsurvey.finalize() before init(backend={settings.backend!r})")
+    logfile.set_verbose(settings.verbose)  # first: verbose=0 must silence the logfile's own notices
+    logfile.open_logfile(settings.env_used, settings.pslogger_prefix, settings.pslogger_fd)
+    _limit_omp_threads(settings.backend)
     if _session.backend is not None:
-        if _session.backend.name != settings.backend:
-            raise RuntimeError(f"paramsurvey is already initialized with the {_session.backend.name} backend; "
-                               f"call paramsurvey.finalize() before init(backend={settings.backend!r})")
-        _session.init_kwargs.update(kwargs)
-        _session.backend.update_settings(_config.resolve(_session.init_kwargs))
+        _session.init_kwargs = merged
+        _session.backend.update_settings(settings)
         log.info("paramsurvey: init() again: settings updated", extra={"ps_verbose": 2})
         return
     backend = create(settings)
@@ -73,6 +113,17 @@ def init(**kwargs: Any) -> None:
     if not _session.atexit_registered:
         atexit.register(finalize)
         _session.atexit_registered = True
+
+
+# Where one thread per process is what the workers get anyway. On Ray and Dask each task gets its own
+# cores' worth of threads unless the user set the variable, so there the driver's environment is left alone.
+OMP_IN_DRIVER_BACKENDS = ("multiprocessing", "serial")
+
+
+def _limit_omp_threads(backend: str) -> None:
+    if backend in OMP_IN_DRIVER_BACKENDS and "OMP_NUM_THREADS" not in os.environ:
+        log.info(OMP_NOTICE, extra={"ps_verbose": 2})
+        os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def finalize() -> None:
@@ -91,7 +142,7 @@ def finalize() -> None:
 
 def _current() -> Backend:
     if _session.backend is None:
-        init()
+        init(**_session.init_kwargs)  # the defaults; in a forked child, the parent's init() settings
     assert _session.backend is not None
     return _session.backend
 
@@ -139,15 +190,30 @@ def map(func: Callable[..., Any], psets: Any, **kwargs: Any) -> MapResults:
     if not callable(func):
         raise TypeError(f"the worker function must be callable, not {type(func).__name__}")
     _config.check_map_kwargs(kwargs)
+    if not _session.map_lock.acquire(blocking=False):
+        raise RuntimeError("paramsurvey.map() is already running in this process (another thread, or an "
+                           "out_func): one map() at a time; call it again once that one has returned")
+    try:
+        return _map(func, psets, kwargs)
+    finally:
+        _session.map_lock.release()
+
+
+def _map(func: Callable[..., Any], psets: Any, kwargs: dict[str, Any]) -> MapResults:
     backend = _current()
     settings = _config.resolve({**_session.init_kwargs, "backend": backend.name}, kwargs)
     if settings.timeout is not None and TIMEOUT not in backend.capabilities:
         raise ValueError(f"timeout= is not supported by the {backend.name} backend: it cannot stop one pset "
                          "without stopping the survey (use the multiprocessing backend)")
-    source = PsetSource(psets, settings.limit)
     sys.stdout.flush()
     sys.stderr.flush()
     logfile.set_verbose(settings.verbose)
+    with _warnings_to_log(settings.verbose):
+        source = PsetSource(psets, settings.limit)
+        return _run(backend, settings, func, source)
+
+
+def _run(backend: Backend, settings: Settings, func: Callable[..., Any], source: PsetSource) -> MapResults:
     journal = None
     todo = None
     if settings.journal is not None:
@@ -166,6 +232,21 @@ def map(func: Callable[..., Any], psets: Any, **kwargs: Any) -> MapResults:
             journal.wait()  # the last write, done while the engine assembled the results
         if carbon is not None:
             carbon.close()
+
+
+@contextmanager
+def _warnings_to_log(verbose: int) -> Iterator[None]:
+    """verbose=0 prints nothing at all: a warning raised in the driver during the map (pandas while
+    assembling results, an out_func) goes to the hidden logfile instead of stderr."""
+    if verbose > 0:
+        yield
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            yield
+        finally:
+            for w in caught:
+                log.warning("%s:%s: %s: %s", w.filename, w.lineno, w.category.__name__, w.message)
 
 
 def _carbon_for(settings: Settings) -> Any:

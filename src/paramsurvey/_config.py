@@ -49,12 +49,18 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else os.fspath(value)
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
 def _bool(value: Any) -> bool:
+    """A real bool, or one of the environment's true/false words. Anything else (``'no'`` given as
+    a kwarg would be truthy in Python) is refused rather than guessed."""
     if isinstance(value, str):
         low = value.strip().lower()
-        if low in ("1", "true", "yes", "on"):
+        if low in TRUE_WORDS:
             return True
-        if low in ("0", "false", "no", "off"):
+        if low in FALSE_WORDS:
             return False
         raise ValueError("not a boolean")
     return bool(value)
@@ -69,7 +75,7 @@ KNOBS: dict[str, Knob] = {
         Knob("limit", 0, BOTH, _int, "PARAMSURVEY_LIMIT", "an integer (0 or negative: all psets)"),
         Knob("ncores", None, INIT, _opt_int, "PARAMSURVEY_NCORES", "an integer (negative: leave that many free)"),
         Knob("max_tasks_per_child", None, INIT, _opt_int, "PARAMSURVEY_MAX_TASKS_PER_CHILD",
-             "a positive integer"),
+             "a positive integer (0: unlimited)"),
         Knob("group_size", None, BOTH, _opt_int, "PARAMSURVEY_GROUP_SIZE", "a positive integer"),
         Knob("timeout", None, BOTH, _opt_float, "PARAMSURVEY_TIMEOUT", "a number of seconds"),
         Knob("retries", 0, BOTH, _int, "PARAMSURVEY_RETRIES", "a non-negative integer"),
@@ -80,6 +86,9 @@ KNOBS: dict[str, Knob] = {
         # per-worker set-up: initializer(*initargs) once in every worker process
         Knob("initializer", None, INIT),
         Knob("initargs", (), INIT),
+        # the hidden logfile: its name's prefix, or an open text stream to log to instead (0.4.x's)
+        Knob("pslogger_prefix", ".paramsurvey-", INIT),
+        Knob("pslogger_fd", None, INIT),
         # map() only
         Knob("out_func", None, MAP),
         Knob("user_kwargs", None, MAP),
@@ -114,6 +123,8 @@ class Settings:
     carbon_prefix: str = "paramsurvey"
     initializer: Callable[..., Any] | None = None
     initargs: tuple[Any, ...] = ()
+    pslogger_prefix: str = ".paramsurvey-"
+    pslogger_fd: Any = None
     out_func: Callable[..., Any] | None = None
     user_kwargs: Any = None
     chdir: str | None = None
@@ -134,10 +145,37 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+# The multiprocessing and serial backends take no options of their own. 0.4.x handed its
+# multiprocessing={...} dict to multiprocessing.Pool() at init(); the Pool arguments that have an
+# equivalent here are accepted and resolved to that setting (init() only, as in 0.4.x, whose map()
+# refused any multiprocessing option). Any other key would be silently ignored, so it is an error.
+POOL_ALIASES = {"initializer": "initializer", "initargs": "initargs",
+                "maxtasksperchild": "max_tasks_per_child", "processes": "ncores"}
+OWN_OPTIONS: dict[str, Mapping[str, str]] = {"multiprocessing": POOL_ALIASES, "serial": {}}
+
+
 def _check_unknown(kwargs: Mapping[str, Any], where: str) -> None:
     for key in kwargs:
         if key not in KNOBS and key not in BACKENDS:
             raise TypeError(f"{where}() got an unexpected keyword argument {key!r}")
+
+
+def _check_own_options(kwargs: Mapping[str, Any], where: str) -> None:
+    """The multiprocessing= and serial= dicts: every key must mean something, before any work."""
+    for backend, aliases in OWN_OPTIONS.items():
+        given = kwargs.get(backend)
+        if given is None:
+            continue
+        if not isinstance(given, Mapping):
+            raise TypeError(f"{backend}= must be a dict of options for the {backend} backend, "
+                            f"not {type(given).__name__}")
+        for key in given:
+            if key not in aliases:
+                accepted = ", ".join(map(repr, aliases)) if aliases else "no options"
+                raise TypeError(f"{where}() got an unexpected key {key!r} in {backend}={{...}}: "
+                                f"the {backend} backend takes {accepted}")
+            if where == "map":
+                raise ValueError(f"{backend}={{{key!r}: ...}} can only be passed to init(), not to map()")
 
 
 def split_init_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -146,6 +184,7 @@ def split_init_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     for key in kwargs:
         if key in KNOBS and KNOBS[key].scope == MAP:
             raise ValueError(f"{key} is an argument of map(), not of init()")
+    _check_own_options(kwargs, "init")
     return dict(kwargs)
 
 
@@ -154,6 +193,7 @@ def check_map_kwargs(kwargs: Mapping[str, Any]) -> None:
     for key in kwargs:
         if key in KNOBS and KNOBS[key].scope == INIT:
             raise ValueError(f"{key} can only be passed to init(), not to map()")
+    _check_own_options(kwargs, "map")
 
 
 def _from_env(knob: Knob, environ: Mapping[str, str]) -> tuple[bool, Any]:
@@ -190,7 +230,6 @@ def resolve(init_kwargs: Mapping[str, Any], map_kwargs: Mapping[str, Any] | None
         else:
             value = knob.default
         values[name] = value
-    _validate(values)
     backend = values["backend"]
     options: dict[str, Any] = {}
     for source in (init_kwargs, map_kwargs):
@@ -199,10 +238,49 @@ def resolve(init_kwargs: Mapping[str, Any], map_kwargs: Mapping[str, Any] | None
             if not isinstance(given, Mapping):
                 raise TypeError(f"{backend}= must be a dict of options for the {backend} backend")
             options.update(given)
+    if backend == "multiprocessing":
+        _fold_pool_options(values, init_kwargs, options, env_used)
+    _validate(values, env_used)
     return Settings(**values, backend_options=options, env_used=env_used)
 
 
-def _validate(v: dict[str, Any]) -> None:
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return tuple(a) == tuple(b)
+    return a is b or a == b
+
+
+def _fold_pool_options(values: dict[str, Any], init_kwargs: Mapping[str, Any], options: dict[str, Any],
+                       env_used: Mapping[str, str]) -> None:
+    """0.4.x's multiprocessing={'initializer': ..., 'processes': ...} become the settings they mean;
+    the same setting given both ways, differently, is an error rather than a silent choice."""
+    for key, target in POOL_ALIASES.items():
+        if key not in options:
+            continue
+        given = options.pop(key)
+        explicit = init_kwargs.get(target)
+        if explicit is not None and given is not None and not _same(explicit, given):
+            raise ValueError(f"{target}={explicit!r} and multiprocessing={{{key!r}: {given!r}}} disagree: "
+                             "give one of them")
+        knob = KNOBS[target]
+        if given is not None and not (knob.env is not None and knob.env in env_used):
+            values[target] = given
+
+
+# Allowed ranges, and why: verbose and vstats have four levels (0.4.x's); a TCP port is 1-65535.
+INT_RANGES = {"verbose": (0, 3), "vstats": (0, 3), "carbon_port": (1, 65535)}
+
+
+def _named(name: str, value: Any, env_used: Mapping[str, str]) -> str:
+    """How the culprit was given: the environment variable when it came from there."""
+    env = KNOBS[name].env
+    if env is not None and env in env_used:
+        return f"environment variable {env}={env_used[env]!r}"
+    return f"{name}={value!r}"
+
+
+def _validate(v: dict[str, Any], env_used: Mapping[str, str] | None = None) -> None:
+    env_used = env_used or {}
     if v["backend"] not in BACKENDS:
         raise ValueError(f"unknown backend {v['backend']!r}: choose one of {', '.join(BACKENDS)}")
     for name in ("verbose", "vstats", "limit", "retries", "carbon_port", "seed"):
@@ -210,33 +288,82 @@ def _validate(v: dict[str, Any]) -> None:
             v[name] = _int(v[name])
         except (TypeError, ValueError):
             raise TypeError(f"{name} must be an integer, not {v[name]!r}") from None
-    for name in ("verbose", "vstats", "retries"):
-        if v[name] < 0:
-            raise ValueError(f"{name} must be >= 0, not {v[name]}")
+    for name, (low, high) in INT_RANGES.items():
+        if not low <= v[name] <= high:
+            raise ValueError(f"{_named(name, v[name], env_used)} is out of range: {name} must be "
+                             f"{low}-{high}")
+    if v["retries"] < 0:
+        raise ValueError(f"retries must be >= 0, not {v['retries']}")
     for name in ("ncores", "max_tasks_per_child", "group_size", "out_subdirs"):
         if v[name] is not None:
             try:
                 v[name] = _int(v[name])
             except (TypeError, ValueError):
                 raise TypeError(f"{name} must be an integer or None, not {v[name]!r}") from None
+    if v["max_tasks_per_child"] == 0:  # 0.4.x's spelling of "never replace a worker"
+        v["max_tasks_per_child"] = None
     for name in ("max_tasks_per_child", "group_size", "out_subdirs"):
         if v[name] is not None and v[name] <= 0:
             raise ValueError(f"{name} must be a positive integer, not {v[name]}")
+    _validate_seconds(v)
+    for name in ("keep_results", "rerun_failed", "extend_journal"):
+        v[name] = _real_bool(name, v[name])
+    if v["out_func"] is not None and not callable(v["out_func"]):
+        raise TypeError(f"out_func must be callable, not {type(v['out_func']).__name__}")
+    _validate_initializer(v)
+    _validate_paths(v)
+    _validate_logger(v)
+    # None (not given) is the default prefix; '' is no prefix at all: paths are <name>.<counter>
+    v["carbon_prefix"] = str(v["carbon_prefix"]).rstrip(".")
+    v["name"] = str(v["name"])
+
+
+def _validate_seconds(v: dict[str, Any]) -> None:
     for name in ("timeout", "progress_dt"):
         if v[name] is not None:
             try:
                 v[name] = float(v[name])
             except (TypeError, ValueError):
                 raise TypeError(f"{name} must be a number of seconds, not {v[name]!r}") from None
-            if not v[name] > 0:
-                raise ValueError(f"{name} must be > 0 seconds, not {v[name]}")
-    if v["out_func"] is not None and not callable(v["out_func"]):
-        raise TypeError(f"out_func must be callable, not {type(v['out_func']).__name__}")
+    if v["timeout"] is not None and not v["timeout"] > 0:
+        raise ValueError(f"timeout must be > 0 seconds, not {v['timeout']}")
+    # progress_dt=0 is 0.4.x's "report on every change" (still throttled by the progress module)
+    if v["progress_dt"] is not None and not v["progress_dt"] >= 0:
+        raise ValueError(f"progress_dt must be >= 0 seconds, not {v['progress_dt']}")
+
+
+def _real_bool(name: str, value: Any) -> bool:
+    # a string such as 'no' is truthy in Python: guessing would do the opposite of what was meant
+    if isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, not {value!r}")
+
+
+def _validate_initializer(v: dict[str, Any]) -> None:
+    if v["initializer"] is not None and not callable(v["initializer"]):
+        raise TypeError(f"init(initializer=...) must be callable, not {type(v['initializer']).__name__}")
+    if not isinstance(v["initargs"], (tuple, list)):
+        raise TypeError("init(initargs=...) must be a tuple or list of the initializer's arguments, "
+                        f"not {type(v['initargs']).__name__}")
+    v["initargs"] = tuple(v["initargs"])
+
+
+def _validate_paths(v: dict[str, Any]) -> None:
     if v["chdir"] is not None:
         v["chdir"] = os.path.abspath(os.fspath(v["chdir"]))
         if not os.path.isdir(v["chdir"]):
             raise ValueError(f"chdir={v['chdir']!r} is not a directory")
     if v["journal"] is not None:
+        if not os.fspath(v["journal"]).strip():
+            # abspath('') is the current directory, which would become a journal
+            raise ValueError(f"journal={v['journal']!r} is not a path: give a file path, or None for no journal")
         v["journal"] = os.path.abspath(os.fspath(v["journal"]))
-    v["carbon_prefix"] = str(v["carbon_prefix"] or "paramsurvey").rstrip(".")
-    v["name"] = str(v["name"])
+
+
+def _validate_logger(v: dict[str, Any]) -> None:
+    if not isinstance(v["pslogger_prefix"], (str, os.PathLike)):
+        raise TypeError(f"pslogger_prefix must be a string, not {type(v['pslogger_prefix']).__name__}")
+    v["pslogger_prefix"] = os.fspath(v["pslogger_prefix"])
+    if v["pslogger_fd"] is not None and not callable(getattr(v["pslogger_fd"], "write", None)):
+        raise TypeError(f"pslogger_fd must be an open text stream (with write()), "
+                        f"not {type(v['pslogger_fd']).__name__}")

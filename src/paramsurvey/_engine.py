@@ -137,7 +137,6 @@ class Survey:
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> MapResults:
         settings = self.settings
-        _check_initializer(settings)
         ctx = MapContext(self.func, settings.user_kwargs, settings.name, self.backend.name, seed=settings.seed,
                          chdir=settings.chdir, out_subdirs=settings.out_subdirs,
                          initializer=settings.initializer, initargs=settings.initargs,
@@ -263,7 +262,7 @@ class Survey:
             self.traceback_hint_given = True  # once per map: every note would say the same
             path = logfile.logfile_path()
             where = f"in {path} and in" if path else "in"
-            log.info("%s: the tracebacks of failures are %s results.missing['_traceback']", name, where)
+            log.info("%s: each failure's traceback is %s results.missing['_traceback']", name, where)
         pset = lost.pset if lost is not None else None
         log.info("%s: pset %d was %r", name, position, pset if pset is not None else self.source.get([position])[0],
                  extra={"ps_verbose": 2})
@@ -370,11 +369,3 @@ class Survey:
             os.close(self.wake_w)
             self.wake_r = self.wake_w = None
 
-
-def _check_initializer(settings: Settings) -> None:
-    """init(initializer=, initargs=) checked before any work starts, naming the culprit."""
-    if settings.initializer is not None and not callable(settings.initializer):
-        raise TypeError(f"init(initializer=...) must be callable, not {type(settings.initializer).__name__}")
-    if isinstance(settings.initargs, (str, bytes)) or not isinstance(settings.initargs, (tuple, list)):
-        raise TypeError("init(initargs=...) must be a tuple or list of the initializer's arguments, "
-                        f"not {type(settings.initargs).__name__}")

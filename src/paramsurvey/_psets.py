@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import keyword
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import chain
+from itertools import chain, islice
 from typing import Any
 
 import numpy as np
@@ -42,12 +42,17 @@ class PsetSource:
             frame = psets
             for column in frame.columns:
                 check_key(column, "DataFrame column")
+            duplicated = list(dict.fromkeys(frame.columns[frame.columns.duplicated()]))
+            if duplicated:  # a pset is a dict: one of the columns would be silently dropped
+                raise ValueError(f"the DataFrame of psets has duplicate column name(s) "
+                                 f"{', '.join(map(repr, duplicated))}")
             if limit > 0:
                 frame = frame.iloc[:limit]
             self.frame = frame.reset_index(drop=True)
             self.n = len(self.frame)
             self.keys = list(self.frame.columns)
         elif isinstance(psets, Mapping):
+            _check_dict_of_lists(psets)
             lengths = {k: len(v) for k, v in psets.items()}
             if len(set(lengths.values())) > 1:
                 raise ValueError(f"a dict of psets needs lists of equal length, got {lengths}")
@@ -59,11 +64,12 @@ class PsetSource:
             raise TypeError(f"psets must be a list of dicts, a DataFrame or a dict of lists, "
                             f"not {type(psets).__name__}")
         else:
-            records = psets if isinstance(psets, list) else list(psets)
-            if limit > 0:
-                records = records[:limit]
+            if limit > 0:  # read only what runs: a generator may be endless
+                records = psets[:limit] if isinstance(psets, list) else list(islice(psets, limit))
+            else:
+                records = psets if isinstance(psets, list) else list(psets)
             self.keys = _check_records(records)
-            self.records = records
+            self.records = _native(records)
             self.n = len(records)
 
     def __len__(self) -> int:
@@ -93,6 +99,35 @@ class PsetSource:
                 len(where) == 0 or (where[0] == 0 and where[-1] == self.n - 1)):
             return frame_from_records(self.records, where)  # type: ignore[arg-type]  # all, in order: no copy
         return frame_from_records(self.get(where.tolist()), where)  # type: ignore[arg-type]
+
+
+def _check_dict_of_lists(psets: Mapping[Any, Any]) -> None:
+    for key, values in psets.items():
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+            raise ValueError(f"a dict of psets maps each key to a list of values, but {key!r} holds "
+                             f"{values!r:.100} (a {type(values).__name__}); for a single pset pass [{{...}}]")
+
+
+# numpy scalar types whose .item() is the Python value a worker expects (datetime64 and timedelta64
+# are left alone: .item() of a nanosecond one is a bare int)
+_NUMPY_SCALARS = (np.bool_, np.integer, np.floating, np.complexfloating, np.str_, np.bytes_)
+
+
+def _native(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The psets, with numpy scalars made Python values (a worker gets native values, as from a
+    DataFrame). One C-level pass over the value types; plain psets are returned as they are."""
+    try:
+        types = set(map(type, chain.from_iterable(map(dict.values, records))))
+    except TypeError:  # Mappings that are not dicts
+        types = {type(v) for pset in records for v in pset.values()}
+    numpy_types = {t for t in types if issubclass(t, _NUMPY_SCALARS)}
+    if not numpy_types:
+        return records
+    converted = list(records)
+    for i, pset in enumerate(records):
+        if not numpy_types.isdisjoint(map(type, pset.values())):
+            converted[i] = {k: v.item() if type(v) in numpy_types else v for k, v in pset.items()}
+    return converted
 
 
 def _check_records(records: Sequence[Any]) -> list[str]:

@@ -105,7 +105,8 @@ class Counters:
 
 
 def interval_for(verbose: int, progress_dt: float | None) -> float:
-    """Seconds between plain progress lines; ``progress_dt`` wins, but never below ``FASTEST``."""
+    """Seconds between plain progress lines; ``progress_dt`` wins, but never below ``FASTEST``
+    (``progress_dt=0``, 0.4.x's "on every change", is FASTEST, on change only)."""
     if progress_dt is not None:
         return max(progress_dt, FASTEST)
     if verbose >= 3:
@@ -292,7 +293,8 @@ class ProgressReporter:
         0 shows nothing; 1 a line every 30 s; 2 every second; 3 on every change (at most 4 a
         second). A terminal shows a live bar instead of lines, Jupyter its widget.
     progress_dt : float, optional
-        Seconds between lines, instead of the verbose level's (never below 0.25).
+        Seconds between lines, instead of the verbose level's (never below 0.25); 0 means a line
+        on every change (at most 4 a second).
     carbon : object with ``send(name, MapProgress)``, optional
         A :class:`paramsurvey.carbon.CarbonSender`.
     clock : callable
@@ -316,7 +318,9 @@ class ProgressReporter:
         self.verbose = verbose
         self.display = (display or choose_display(verbose)) if verbose > 0 else NONE
         self.interval = interval_for(verbose, progress_dt) if verbose > 0 else float("inf")
-        self.on_change_only = verbose >= 3 and progress_dt is None
+        # 0.4.x reported on every change at verbose 3 and with progress_dt=0: here on every change
+        # too, but at most one line per FASTEST
+        self.on_change_only = (verbose >= 3 and progress_dt is None) or progress_dt == 0
         self.log_interval = min(LOG_INTERVAL, CARBON_INTERVAL) if carbon is not None else LOG_INTERVAL
         self.carbon = carbon
         self.clock = clock
@@ -344,9 +348,9 @@ class ProgressReporter:
         now = self.clock()
         if self.display in (BAR, NOTEBOOK) and now >= self.next_bar and not self.released:
             self._draw(counters.snapshot(), now)
-        if not self.started:  # the logfile and graphite see the survey start
-            self.started = True
-            self._report(counters.snapshot(), False, now)
+        if not self.started:  # the logfile and graphite see the survey start; so does a
+            self.started = True  # reader who asked for every change (the start is one)
+            self._report(counters.snapshot(), self.on_change_only and self.display == LINES, now)
         elif now >= self.next_line:
             # on the interval's grid, so lines do not drift later by a poll's lateness each time
             self.next_line = max(self.next_line + self.interval, now + FASTEST)

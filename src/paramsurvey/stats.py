@@ -41,6 +41,8 @@ _GROW_SLACK = 32
 _PERCENTILES = (50, 90, 95, 99)
 # report() writes to the logger at least this often, whatever vstats says (the original's choice).
 _LOG_INTERVAL = 30.0
+# 0.4.x's HdrHistogram recorded whole milliseconds, at least 1: its histogram's values never went lower.
+_HDR_RESOLUTION_MS = 1.0
 _HIST_BAR_WIDTH = 40
 _HIST_ROWS = 15
 
@@ -105,24 +107,113 @@ def record_iowait(
         _append(raw_stats, obj, name, max(iowait, 0.0))
 
 
-class TimerStats(NamedTuple):
-    """A frozen summary of one timer, in seconds.
+class TimerHistogram:
+    """One timer's frozen summary and distribution, in the shape 0.4.x's ``read_stats`` gave.
 
-    A NamedTuple whose first two items are ``count`` and ``mean``, so code written for the original
-    paramsurvey, whose ``read_stats`` returned ``(count, mean, histogram)``, keeps working when it
-    indexes ``[0]`` and ``[1]``. Three-way unpacking of the old tuple does not.
+    0.4.x returned an ``HdrHistogram`` recording milliseconds, with a resolution of 1 ms (a value
+    below 1 ms, zero or negative included, was recorded as 1 ms); the methods code written for it
+    calls are here, in those units: :meth:`get_total_count`, :meth:`get_value_at_percentile`,
+    :meth:`get_min_value`, :meth:`get_max_value`, :meth:`get_mean_value`. The attributes
+    ``total``, ``min``, ``max``, ``p50``, ``p90``, ``p95``, ``p99`` are in seconds, exact or within
+    0.5% like every percentile here.
+
+    Example
+    -------
+    >>> count, mean, hist = PerfStats({'x': [0.1, 0.3]}).read_stats('x')
+    >>> hist.get_total_count(), round(hist.get_value_at_percentile(100))
+    (2, 300)
+    """
+
+    __slots__ = ("name", "total", "min", "max", "p50", "p90", "p95", "p99", "_sketch")
+
+    def __init__(self, name: str, sketch: _Sketch) -> None:
+        self.name = name
+        self._sketch = sketch  # a copy: later adds to the timer do not move it
+        self.total, self.min, self.max = sketch.total, sketch.min, sketch.max
+        self.p50, self.p90, self.p95, self.p99 = sketch.quantiles(_PERCENTILES)
+
+    def _summary(self) -> tuple[object, ...]:
+        return (self.name, self._sketch.count, self.total, self.min, self.max, self.p50, self.p90, self.p95, self.p99)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TimerHistogram) and self._summary() == other._summary()
+
+    def __hash__(self) -> int:
+        return hash(self._summary())
+
+    def __repr__(self) -> str:
+        return (f"TimerHistogram({self.name!r}, count={self._sketch.count}, total={self.total!r}, "
+                f"p50={self.p50!r}, p99={self.p99!r})")
+
+    @staticmethod
+    def _ms(seconds: float) -> float:
+        return max(seconds * 1000.0, _HDR_RESOLUTION_MS)
+
+    def get_total_count(self) -> int:
+        return self._sketch.count
+
+    def get_value_at_percentile(self, percentile: float) -> float:
+        """The ``percentile`` (0-100) in milliseconds, never below 0.4.x's 1 ms resolution. As an
+        HdrHistogram does: the smallest sample that at least ``percentile``% of samples do not
+        exceed (no interpolation), so 100 is the largest sample and 0 the smallest."""
+        import numpy as np
+
+        count = self._sketch.count
+        rank = min(max(int(float(percentile) / 100.0 * count + 0.5), 1), count)  # 1-based, HdrHistogram's
+        return self._ms(float(self._sketch.at_ranks(np.asarray([rank - 1], dtype=np.float64))[0]))
+
+    def get_min_value(self) -> float:
+        return self._ms(self.min)
+
+    def get_max_value(self) -> float:
+        return self._ms(self.max)
+
+    def get_mean_value(self) -> float:
+        return self._ms(self.total / self._sketch.count)
+
+
+class TimerStats(NamedTuple):
+    """A frozen summary of one timer: ``(count, mean, histogram)`` as 0.4.x's ``read_stats``
+    returned, so ``count, mean, hist = stats.read_stats(name)`` keeps working; the mean is in
+    seconds and ``histogram`` is a :class:`TimerHistogram`. The summary is also here by name, in
+    seconds: ``total``, ``min``, ``max``, ``p50``, ``p90``, ``p95``, ``p99``, and ``name``.
     """
 
     count: int  # type: ignore[assignment]  # shadows tuple.count(), for the original's order
     mean: float
-    total: float
-    min: float
-    max: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    name: str
+    histogram: TimerHistogram
+
+    @property
+    def total(self) -> float:
+        return self.histogram.total
+
+    @property
+    def min(self) -> float:
+        return self.histogram.min
+
+    @property
+    def max(self) -> float:
+        return self.histogram.max
+
+    @property
+    def p50(self) -> float:
+        return self.histogram.p50
+
+    @property
+    def p90(self) -> float:
+        return self.histogram.p90
+
+    @property
+    def p95(self) -> float:
+        return self.histogram.p95
+
+    @property
+    def p99(self) -> float:
+        return self.histogram.p99
+
+    @property
+    def name(self) -> str:
+        return self.histogram.name
 
 
 class _Sketch:
@@ -195,6 +286,13 @@ class _Sketch:
         span = kmax - kmin + 1
         self.counts[start : start + span] += np.bincount(keys.astype(np.int64) - kmin, minlength=span)
 
+    def copy(self) -> _Sketch:
+        new = _Sketch.__new__(_Sketch)
+        for k in self.__slots__:
+            setattr(new, k, getattr(self, k))
+        new.counts = self.counts.copy()
+        return new
+
     def merge(self, other: _Sketch) -> None:
         self.count += other.count
         self.total += other.total
@@ -221,21 +319,24 @@ class _Sketch:
         """Estimate ``numpy.percentile(data, q)`` (linear interpolation) for each q in 0..100."""
         import numpy as np
 
-        values, counts = self.bucket_values()
-        cum = np.cumsum(counts)
         ranks = np.asarray(qs, dtype=np.float64) / 100.0 * (self.count - 1)
         lo_rank, hi_rank = np.floor(ranks), np.ceil(ranks)
-
-        def at(rank: np.ndarray) -> np.ndarray:
-            # the rank-th smallest sample (0-based): zero bucket first, then the log buckets
-            idx = np.searchsorted(cum, rank - self.zeros, side="right")
-            est = values[np.minimum(idx, len(values) - 1)] if len(values) else np.zeros(len(rank))
-            return np.where(rank < self.zeros, min(max(0.0, self.min), self.max), est)
-
+        at = self.at_ranks
         # interpolating between estimates of the two neighbours keeps numpy's relative error bound
         out = at(lo_rank) + (ranks - lo_rank) * (at(hi_rank) - at(lo_rank))
         out = np.where(ranks <= 0, self.min, np.where(ranks >= self.count - 1, self.max, out))
         return [float(v) for v in out]
+
+    def at_ranks(self, ranks: np.ndarray) -> np.ndarray:
+        """Estimates of the rank-th smallest samples (0-based): zero bucket first, then the log buckets;
+        the smallest and the largest are exact."""
+        import numpy as np
+
+        values, counts = self.bucket_values()
+        idx = np.searchsorted(np.cumsum(counts), ranks - self.zeros, side="right")
+        est = values[np.minimum(idx, len(values) - 1)] if len(values) else np.zeros(len(ranks))
+        est = np.where(ranks < self.zeros, min(max(0.0, self.min), self.max), est)
+        return np.where(ranks <= 0, self.min, np.where(ranks >= self.count - 1, self.max, est))
 
 
 def _fmt(seconds: float) -> str:
@@ -392,8 +493,7 @@ class PerfStats:
         t = self._timers.get(name)
         if t is None:
             return None
-        p50, p90, p95, p99 = t.quantiles(_PERCENTILES)
-        return TimerStats(t.count, t.total / t.count, t.total, t.min, t.max, p50, p90, p95, p99, name)
+        return TimerStats(t.count, t.total / t.count, TimerHistogram(name, t.copy()))
 
     def snapshot(self) -> dict[str, TimerStats]:
         """A new dict of frozen :class:`TimerStats`, one per timer; later adds do not change it.
@@ -422,7 +522,7 @@ class PerfStats:
         for stream in streams:
             stream.flush()
 
-    def _ordered(self, name: str) -> list[str]:
+    def _ordered(self, name: str | None) -> list[str]:
         return ([name] if name in self._timers else []) + sorted(n for n in self._timers if n != name)
 
     def _summary_line(self, st: TimerStats) -> str:
@@ -430,7 +530,7 @@ class PerfStats:
         return f"counter {st.name}, total {total}, mean {_fmt(st.mean)}, counts {st.count}"
 
     def print_percentiles(
-        self, name: str = "default", stderr: bool | None = None, file: IO[str] | None = None
+        self, name: str | None = "default", stderr: bool | None = None, file: IO[str] | None = None
     ) -> None:
         """Log count, total, mean and the 50/90/95/99th percentiles of every timer, ``name`` first.
 
@@ -447,13 +547,47 @@ class PerfStats:
         for n in self._ordered(name):
             st = self.read_stats(n)
             assert st is not None
-            lines.append(self._summary_line(st))
-            for pct, value in zip(_PERCENTILES, (st.p50, st.p90, st.p95, st.p99)):
-                lines.append(f"counter {n}, {pct}%tile: {_fmt(value)}")
+            lines.extend(self._percentile_lines(st))
         self._emit(lines, stderr, file)
 
+    def _percentile_lines(self, st: TimerStats) -> list[str]:
+        lines = [self._summary_line(st)]
+        for pct, value in zip(_PERCENTILES, (st.p50, st.p90, st.p95, st.p99)):
+            lines.append(f"counter {st.name}, {pct}%tile: {_fmt(value)}")
+        return lines
+
+    def print_percentile(self, name: str, stderr: bool | None = None, file: IO[str] | None = None) -> None:
+        """0.4.x's one-timer form of :meth:`print_percentiles`: timer ``name`` alone (nothing if
+        there is no such timer), printed where :meth:`print_percentiles` prints.
+
+        Examples
+        --------
+        >>> import io; f = io.StringIO()
+        >>> PerfStats({'x': [2.0], 'y': [1.0]}).print_percentile('x', file=f); len(f.getvalue().splitlines())
+        5
+        """
+        st = self.read_stats(name)
+        if st is not None:
+            self._emit(self._percentile_lines(st), stderr, file)
+
+    def print_histogram(self, name: str, value_units_per_bucket: int | None = None, stderr: bool | None = None,
+                        file: IO[str] | None = None) -> None:
+        """0.4.x's one-timer form of :meth:`print_histograms`. ``value_units_per_bucket`` (0.4.x's
+        linear bucket width in milliseconds) is accepted and not used: rows are chosen as in
+        :meth:`print_histograms`, so that a wide range of durations stays readable.
+
+        Examples
+        --------
+        >>> import io; f = io.StringIO()
+        >>> PerfStats({'x': [1.0, 2.0]}).print_histogram('x', file=f); '#' in f.getvalue()
+        True
+        """
+        st = self.read_stats(name)
+        if st is not None:
+            self._emit(self._histogram_lines(st), stderr, file)
+
     def print_histograms(
-        self, name: str = "default", stderr: bool | None = None, file: IO[str] | None = None
+        self, name: str | None = "default", stderr: bool | None = None, file: IO[str] | None = None
     ) -> None:
         """Log a text histogram of every timer, ``name`` first; output goes where
         :meth:`print_percentiles` sends it.
@@ -471,9 +605,12 @@ class PerfStats:
         for n in self._ordered(name):
             st = self.read_stats(n)
             assert st is not None
-            lines.append(self._summary_line(st))
-            lines.extend(f"counter {n}, <= {_fmt(ub):>9} {c:>9} {bar}" for ub, c, bar in self._histogram(n))
+            lines.extend(self._histogram_lines(st))
         self._emit(lines, stderr, file)
+
+    def _histogram_lines(self, st: TimerStats) -> list[str]:
+        rows = self._histogram(st.name)
+        return [self._summary_line(st)] + [f"counter {st.name}, <= {_fmt(ub):>9} {c:>9} {bar}" for ub, c, bar in rows]
 
     def _histogram(self, name: str) -> list[tuple[float, int, str]]:
         import numpy as np

@@ -91,7 +91,8 @@ class Backend(abc.ABC):
         cached = self._init_digest
         if cached is None or cached[0] is not initializer or cached[1] is not initargs:
             if IN_PROCESS in self.capabilities:
-                digest = f"{id(initializer):x}.{id(initargs):x}"
+                # the settings rebuild the initargs tuple for every map: its items are what persist
+                digest = ".".join(f"{id(x):x}" for x in (initializer, *initargs))
             else:
                 digest = hashlib.sha256(_pickled_initializer(initializer, initargs)).hexdigest()[:16]
             self._init_digest = cached = (initializer, initargs, digest)
