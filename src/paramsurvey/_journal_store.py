@@ -229,7 +229,11 @@ class Lock:
     def acquire(self, holder: str) -> None:
         if fcntl is None:  # pragma: no cover
             return
-        self.fd = os.open(os.path.join(self.path, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        file = os.path.join(self.path, LOCK)
+        try:
+            self.fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError:  # a .lock made by a colleague (0644): flock needs only a read descriptor
+            self.fd = os.open(file, os.O_RDONLY)
         deadline = time.monotonic() + LOCK_WAIT
         while not self._try():
             if time.monotonic() > deadline:

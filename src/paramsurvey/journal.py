@@ -20,8 +20,10 @@ or directly, with any Parquet reader: ``pandas.read_parquet('survey.journal')``,
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
 import os
+import secrets
 import time
 from typing import Any
 
@@ -36,6 +38,7 @@ from ._journal_hash import hash_columns
 from ._journal_store import (
     FORMAT,
     FORMAT_VERSION,
+    LOCK,
     META,
     Lock,
     covered_parts,
@@ -234,14 +237,62 @@ def _rate(finished: np.ndarray, start: np.datetime64 | None, now: np.datetime64 
 
 
 # -- writing: the map's side -----------------------------------------------------------------------
+# Entries that do not tell a journal from another directory: what a map killed before its first
+# write leaves (.lock, .tmp-*), and what NFS (.nfs*: a file removed while open) and macOS add.
+_NEUTRAL_NAMES = frozenset({LOCK, ".DS_Store"})
+_NEUTRAL_PREFIXES = (".tmp-", ".nfs")
+_DAMAGED_PREFIX = "_damaged-"  # a damaged part set aside: only a journal has one
+
+
+def _is_journal_file(name: str) -> bool:
+    return name == META or name.startswith(_DAMAGED_PREFIX) or parse_part(name) is not None
+
+
 def _prepare(path: str) -> None:
+    """Make ``path`` a journal directory, or refuse: a file, or a directory holding anything but a
+    journal (the current directory given by mistake, a home directory of dot files), is never
+    turned into one."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise JournalError(f"journal={path!r} is a file; a journal is a directory (give a new path)")
-    os.makedirs(path, exist_ok=True)
-    names = [n for n in os.listdir(path) if not n.startswith(".")]  # .lock, .tmp-*, .DS_Store, ...
-    if names and META not in names and not any(parse_part(n) for n in names):
-        raise JournalError(f"journal={path!r} is a directory that is not a paramsurvey journal "
-                           f"(it holds {names[0]!r}, ...): give a new or empty directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise JournalError(_unwritable(path, exc, "cannot be created")) from exc
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as exc:
+        raise JournalError(f"journal {path} cannot be read: {exc}") from exc
+    foreign = [n for n in names if n not in _NEUTRAL_NAMES and not n.startswith(_NEUTRAL_PREFIXES)]
+    if foreign and not any(map(_is_journal_file, names)):
+        shown = ", ".join(map(repr, foreign[:3])) + (", ..." if len(foreign) > 3 else "")
+        raise JournalError(f"journal={path!r} is a directory that is not a paramsurvey journal (it holds {shown}): "
+                           "give a new or empty directory")
+    _check_writable(path)
+
+
+def _check_writable(path: str) -> None:
+    """A journal a survey cannot write is an error now, before any pset runs, not a failure of
+    every write later: create (and remove) a file as the writer will."""
+    probe = os.path.join(path, f".tmp-{os.getpid()}-{secrets.token_hex(6)}-probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise JournalError(_unwritable(path, exc, "cannot be written")) from exc
+    try:
+        os.unlink(probe)
+    except OSError:  # removed meanwhile by the tidying of a writer that holds the lock: gone either way
+        pass
+
+
+def _unwritable(path: str, exc: OSError, what: str) -> str:
+    reasons = {errno.EROFS: "it is on a read-only filesystem", errno.EACCES: "no permission to write there",
+               errno.EPERM: "no permission to write there", errno.ENOSPC: "the disk is full",
+               errno.EDQUOT: "the disk quota is exhausted"}
+    reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
+    return (f"journal {path} {what}: {reason} ({exc.strerror or exc}). A survey writes its journal as it "
+            "runs: give a journal on a writable filesystem (to resume a journal that is here, copy it there "
+            "first). Reading a journal needs no writing: paramsurvey.journal.read(), `paramsurvey status` and "
+            "`paramsurvey export` work here.")
 
 
 def _holder(path: str) -> str:
@@ -289,7 +340,10 @@ def open_for_map(settings: Settings, source: PsetSource) -> tuple[Journal, list[
     wait_for(path)  # the previous map of this process on this journal: its last write
     _prepare(path)
     lock = Lock(path)
-    lock.acquire(_holder(path))
+    try:
+        lock.acquire(_holder(path))
+    except OSError as exc:
+        raise JournalError(_unwritable(path, exc, "cannot be locked")) from exc
     try:
         _tidy(path)
         meta = _read_meta(path)
@@ -318,6 +372,9 @@ def open_for_map(settings: Settings, source: PsetSource) -> tuple[Journal, list[
         journal = Journal(path, run, source, lock, meta, len(source) if todo is None else len(todo),
                           known=rows.result_types() if rows is not None else None)
         journal.start()
+    except OSError as exc:  # the disk, not the survey: say which journal, and what to do
+        lock.release()
+        raise JournalError(_unwritable(path, exc, "cannot be opened")) from exc
     except BaseException:
         lock.release()
         raise
