@@ -42,8 +42,9 @@ class JournalRows:
     """Every row of a journal, oldest part first: paramsurvey's columns as numpy arrays; the pset
     and result values are gathered on demand (so a status check never converts them)."""
 
-    def __init__(self, path: str, parts: Sequence[tuple[PartName, pa.Table]]) -> None:
+    def __init__(self, path: str, parts: Sequence[tuple[PartName, pa.Table]], damaged: Sequence[str] = ()) -> None:
         self.path = path
+        self.damaged = list(damaged)  # parts skipped: they cannot be read
         self.parts = [(name, table, part_meta(table.schema)) for name, table in parts]
         sizes = [t.num_rows for _, t, _ in self.parts]
         self.n = n = int(sum(sizes))
@@ -74,7 +75,9 @@ class JournalRows:
     def load(cls, path: str, light: bool = False) -> JournalRows:
         """``light``: only paramsurvey's own small columns (for status)."""
         columns = ["_hash", "_position", "_status", "_wallclock", "_finished", "_attempt"] if light else None
-        return cls(path, read_parts(path, columns))
+        damaged: list[str] = []
+        parts = read_parts(path, columns, damaged)
+        return cls(path, parts, damaged)
 
     def failures(self, rows: np.ndarray) -> tuple[list[Any], list[Any]]:
         return self._gather_system(rows, "_exception"), self._gather_system(rows, "_traceback")
