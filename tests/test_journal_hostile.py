@@ -222,6 +222,8 @@ def test_damaged_metadata_says_how_to_recover_and_repair_rebuilds_it(tmp_path, m
     again = paramsurvey.map(counted, psets, journal=path, user_kwargs={"dir": marks}, name="mine")
     assert set(markers(marks).values()) == {1}  # nothing ran again
     pd.testing.assert_frame_equal(again.results, first.results)
+    info = journal.status(path)
+    assert info["name"] == "mine" and info["total"] == 10 and not info["rebuilt"]  # the run recorded them again
     assert main(["repair", path]) == 0 and "nothing to repair" in capsys.readouterr().out
 
 

@@ -158,13 +158,13 @@ def read_part(path: str, part: PartName, columns: list[str] | None = None) -> pa
     try:
         if columns is None:
             return pq.read_table(file, memory_map=False)
-        parquet = pq.ParquetFile(file, memory_map=False)
-        have = parquet.schema_arrow.names
-        table = parquet.read(columns=[c for c in columns if c in have])
-        others = [c for c in have if c not in columns]
-        if others:
-            for _batch in parquet.iter_batches(batch_size=VERIFY_ROWS, columns=others):
-                pass
+        with pq.ParquetFile(file, memory_map=False) as parquet:
+            have = parquet.schema_arrow.names
+            table = parquet.read(columns=[c for c in columns if c in have])
+            others = [c for c in have if c not in columns]
+            if others:
+                for _batch in parquet.iter_batches(batch_size=VERIFY_ROWS, columns=others):
+                    pass
         return table
     except FileNotFoundError:
         return None

@@ -161,8 +161,8 @@ def split_group(result: GroupResult) -> list[GroupResult]:
         else:
             columns = {}
         out.append(GroupResult(ran=[position], wall=[result.wall[i]], iowait=[result.iowait[i]],
-                               ok=[] if failure else [position], columns=columns, absent={},
-                               failures=[failure] if failure else [], raw=result.raw if i == 0 else {},
+                               ok=[position] if failure is None else [], columns=columns, absent={},
+                               failures=[] if failure is None else [failure], raw=result.raw if i == 0 else {},
                                digests=None))
     return out
 

@@ -234,7 +234,7 @@ def status(path: str | os.PathLike[str]) -> dict[str, Any]:
         "git_commit": last.get("git_commit"), "git_dirty": last.get("git_dirty"),
         "elapsed": _seconds(start, now if running else _parse_time(last.get("end_time"))),
         "damaged_parts": rows.damaged, "metadata_problem": problem,
-        "rebuilt": bool(meta.get("rebuilt")),
+        "rebuilt": bool(meta.get("rebuilt")) and "total" not in meta,  # until the survey runs again
     }
     return info
 
@@ -320,15 +320,22 @@ def _check_writable(path: str) -> None:
         pass
 
 
+_MOVE = ("give a journal on a writable filesystem (to resume a journal that is here, copy it there "
+         "first)")
+_FREE = "free some space, or give a journal on another filesystem"
+# why a journal cannot be written, and what to do about it, by errno
+_UNWRITABLE = {errno.EROFS: ("it is on a read-only filesystem", _MOVE),
+               errno.EACCES: ("no permission to write there", _MOVE),
+               errno.EPERM: ("no permission to write there", _MOVE),
+               errno.ENOSPC: ("the disk is full", _FREE),
+               getattr(errno, "EDQUOT", errno.ENOSPC): ("the disk quota is exhausted", _FREE)}
+
+
 def _unwritable(path: str, exc: OSError, what: str) -> str:
-    reasons = {errno.EROFS: "it is on a read-only filesystem", errno.EACCES: "no permission to write there",
-               errno.EPERM: "no permission to write there", errno.ENOSPC: "the disk is full",
-               errno.EDQUOT: "the disk quota is exhausted"}
-    reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
+    reason, advice = _UNWRITABLE.get(exc.errno or 0, (exc.strerror or str(exc), _MOVE))
     return (f"journal {path} {what}: {reason} ({exc.strerror or exc}). A survey writes its journal as it "
-            "runs: give a journal on a writable filesystem (to resume a journal that is here, copy it there "
-            "first). Reading a journal needs no writing: paramsurvey.journal.read(), `paramsurvey status` and "
-            "`paramsurvey export` work here.")
+            f"runs: {advice}. Reading a journal needs no writing: paramsurvey.journal.read(), `paramsurvey "
+            "status` and `paramsurvey export` work here.")
 
 
 def _holder(path: str) -> str:
