@@ -8,12 +8,15 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from workers_journalfix import LONE, counted, markers, odd_keys, odd_strings
 
 import paramsurvey
@@ -107,6 +110,34 @@ def test_a_result_key_with_a_lone_surrogate_gets_a_utf8_column_and_comes_back_ex
     frame = journal.read(path)
     assert frame["_result_k\\udc80"].tolist() == [1, 2]
     assert frame["_result_('t', '\\udc80')"].tolist() == [f"a{LONE}", "b"]
+
+
+# any code point, lone surrogates often (st.text leaves them out): joined from single characters
+ANY_TEXT = st.lists(st.one_of(st.sampled_from(["\udc80", "\ud800", "\udfff", "\ud83d", "\ude00"]),
+                              st.characters()), max_size=6).map("".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), ANY_TEXT), min_size=1, max_size=8))
+def test_any_string_comes_back_exactly(values):
+    """Psets, results and exception texts of arbitrary strings (lone surrogates, surrogate pairs
+    written as two code points, NUL, ...) through a real part file and back."""
+    n = len(values)
+    psets = [{"x": i, "s": v} for i, v in enumerate(values)]
+    failed = [i for i, v in enumerate(values) if v is not None and i % 2]
+    ok = [i for i in range(n) if i not in failed]
+    group = GroupResult(ran=list(range(n)), wall=[0.1] * n, iowait=[0.0] * n, ok=ok,
+                        columns={"r": [values[i] for i in ok]}, absent={}, raw={}, digests=None,
+                        failures=[(i, "exception", f"E({values[i]!r})", f"tb {values[i]}") for i in failed])
+    with tempfile.TemporaryDirectory() as path:
+        built = PartBuilder(PsetSource(psets)).build([("g", group, time.time(), 0)])
+        assert built is not None
+        write_part(path, PartName(1, 1, 1), built[0], write_options(built[0].schema))
+        frame = journal.read(path).set_index("x").sort_index()
+    assert frame["s"].tolist() == values
+    assert [frame.loc[i, "r"] for i in ok] == [values[i] for i in ok]
+    assert [frame.loc[i, "_traceback"] for i in failed] == [f"tb {values[i]}" for i in failed]
+    assert [frame.loc[i, "_exception"] for i in failed] == [f"E({values[i]!r})" for i in failed]
 
 
 def test_a_part_that_cannot_be_built_costs_only_its_own_psets(tmp_path, marks, journal_log, monkeypatch):
