@@ -195,6 +195,7 @@ class UnstorableKey(ValueError):
 
 
 def encode_key(key: Any) -> Any:
+    """A result key as the part metadata's JSON holds it (raises UnstorableKey)."""
     if type(key) in _JSON_KEY_TYPES or (type(key) is float and math.isfinite(key)):
         return key
     try:
