@@ -271,7 +271,8 @@ def _damage_column(file: str, column: str) -> None:
         f.write(b"\xff" * 24)
 
 
-def test_status_and_read_agree_on_a_damaged_part(tmp_path, marks, capsys):
+@pytest.mark.parametrize("set_aside_by", ["the resume", "repair"])
+def test_status_and_read_agree_on_a_damaged_part(tmp_path, marks, capsys, set_aside_by):
     path = str(tmp_path / "j")
     paramsurvey.init(backend="serial", verbose=0)
     paramsurvey.map(counted, [{"x": i} for i in range(10)], journal=path, user_kwargs={"dir": marks})
@@ -290,6 +291,10 @@ def test_status_and_read_agree_on_a_damaged_part(tmp_path, marks, capsys):
     out = capsys.readouterr().out
     assert parts[-1].name in out and "damaged" in out
 
+    if set_aside_by == "repair":
+        done = journal.repair(path)
+        assert len(done) == 1 and parts[-1].name in done[0], done
+        assert journal.status(path)["damaged_parts"] == [] and journal.status(path)["counts"]["ok"] == 10
     before = markers(marks)
     resumed = paramsurvey.map(counted, [{"x": i} for i in range(20)], journal=path, user_kwargs={"dir": marks})
     assert len(resumed.results) == 20
