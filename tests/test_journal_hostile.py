@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from paramsurvey._worker import GroupResult
 from paramsurvey.cli import main
 
 pytestmark = pytest.mark.timeout(120)
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(paramsurvey.__file__)))  # subprocesses run this paramsurvey
 
 
 @pytest.fixture
@@ -221,6 +222,37 @@ def test_read_only_journal_is_a_clear_error_and_still_readable(tmp_path, marks, 
     out = cli("export", path, str(tmp_path / "out.parquet"))
     assert out.returncode == 0, out.stderr
     assert cli("status", path).returncode == 0 and cli("failures", path).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="running a survey as another user needs root and setpriv")
+def test_a_lock_file_made_by_another_user_does_not_stop_the_survey(marks):
+    """A journal shared by colleagues: its .lock (0644) belongs to whoever ran first. flock needs
+    only a read descriptor, so the next user's survey resumes it."""
+    shared = tempfile.mkdtemp(prefix="paramsurvey-shared-")  # under /tmp: every user may reach it
+    try:
+        os.chmod(shared, 0o777)
+        path = os.path.join(shared, "j")
+        paramsurvey.init(backend="serial", verbose=0)
+        paramsurvey.map(counted, [{"x": i} for i in range(4)], journal=path, user_kwargs={"dir": marks})
+        os.chmod(path, 0o777)  # the directory is shared; the files in it stay the first user's, 0644
+        other_marks = os.path.join(shared, "marks")
+        os.mkdir(other_marks)
+        os.chmod(other_marks, 0o777)
+        code = ("import paramsurvey\n"
+                "from workers_journalfix import counted\n"
+                "paramsurvey.init(backend='serial', verbose=0)\n"
+                f"r = paramsurvey.map(counted, [{{'x': i}} for i in range(8)], journal={path!r}, "
+                f"user_kwargs={{'dir': {other_marks!r}}}, extend_journal=True)\n"
+                "print(len(r.results))\n")
+        tests = os.path.dirname(os.path.abspath(__file__))
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        out = subprocess.run([*as_nobody, sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             cwd=shared, env={**os.environ, "PYTHONPATH": os.pathsep.join([SRC, tests])})
+        assert out.returncode == 0 and out.stdout.strip() == "8", out.stderr[-2000:]
+        assert sorted(markers(other_marks)) == [4, 5, 6, 7]  # the journaled psets did not run again
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 # -- 3. damaged metadata ----------------------------------------------------------------------------
