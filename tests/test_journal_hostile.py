@@ -4,6 +4,7 @@ and a directory that is not a journal."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -222,6 +223,56 @@ def test_read_only_journal_is_a_clear_error_and_still_readable(tmp_path, marks, 
     out = cli("export", path, str(tmp_path / "out.parquet"))
     assert out.returncode == 0, out.stderr
     assert cli("status", path).returncode == 0 and cli("failures", path).returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real filesystem that fills up: a 4 MiB tmpfs (needs root)."""
+    where = tmp_path / "small"
+    where.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True,
+                         text=True, timeout=30)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {out.stderr.strip()}")
+    yield str(where)
+    subprocess.run(["umount", str(where)], timeout=30, check=False)
+
+
+def fill(directory: str) -> str:
+    """Write a file until the disk is full; returns its name."""
+    filler = os.path.join(directory, "filler")
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def test_a_full_disk_is_an_error_before_any_pset_runs_then_writes_resume(small_disk, marks, journal_log):
+    path = os.path.join(small_disk, "j")
+    os.mkdir(path)
+    filler = fill(small_disk)
+    paramsurvey.init(backend="serial", verbose=0)
+    with pytest.raises(paramsurvey.JournalError, match="the disk is full") as error:
+        paramsurvey.map(counted, [{"x": i} for i in range(40)], journal=path, user_kwargs={"dir": marks})
+    assert path in str(error.value) and not markers(marks)
+    os.unlink(filler)
+
+    def disk(ret, system_kwargs, user_kwargs):  # full from the 3rd pset on, free again from the 25th
+        if system_kwargs["pset_index"] == 2:
+            fill(small_disk)
+        elif system_kwargs["pset_index"] == 24:
+            os.unlink(filler)
+
+    r = paramsurvey.map(counted, [{"x": i} for i in range(40)], journal=path, out_func=disk,
+                        user_kwargs={"dir": marks, "sleep": 0.05})
+    assert len(r.results) == 40
+    assert any("cannot write" in m for m in journal_log) and any("works again" in m for m in journal_log)
+    assert sorted(journal.read(path)["x"]) == list(range(40))
+    assert journal.read_meta(path)["runs"][-1]["state"] == "finished"
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,

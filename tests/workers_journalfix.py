@@ -50,6 +50,7 @@ def odd_keys(pset: dict[str, Any], system_kwargs: dict[str, Any], user_kwargs: A
 
 def counted(pset: dict[str, Any], system_kwargs: dict[str, Any], user_kwargs: Any) -> dict[str, Any]:
     _mark(user_kwargs["dir"], pset["x"])
+    time.sleep(user_kwargs.get("sleep", 0))
     return {"y": pset["x"] * 10}
 
 
