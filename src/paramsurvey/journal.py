@@ -118,7 +118,9 @@ def read(path: str | os.PathLike[str], unpickle: bool = False, history: bool = F
         False: one row per pset, its latest outcome (its newest success, else its newest failure).
         True: every row ever written, e.g. a failure and then the success of its re-run.
 
-    Works on a journal that a survey is writing (it reads what is on disk now).
+    Works on a journal that a survey is writing (it reads what is on disk now), on a read-only
+    filesystem, and with damaged metadata (a warning: the outcomes are in the parts). A part that
+    cannot be read is skipped, with a warning.
 
     Example
     -------
