@@ -6,11 +6,19 @@ string, or null when no row has a value. Anything else -- lists, dicts, big ints
 a column mixing kinds -- is stored as the pickle of each value in a binary column, and the part's
 metadata names that column as pickled: a reader gets the bytes, and only unpickles when asked to.
 
+A string that UTF-8 cannot encode -- a lone surrogate, as Python makes of bytes that were not UTF-8
+(``os.fsdecode``, ``sys.argv``) -- cannot be in a Parquet string column. A string column holding one
+is stored as binary instead, every value encoded with ``surrogatepass`` (which round-trips every
+Python string exactly), and the part's metadata names the column as ``surrogatepass``: readers decode
+it back to the exact strings, with nothing unpickled. The other parts keep their string columns.
+
 A column is typed once (``typed``), then both hashed (``_journal_hash``) and converted to Arrow.
 """
 
 from __future__ import annotations
 
+import base64
+import math
 import operator
 import pickle
 from collections.abc import Sequence
@@ -32,6 +40,12 @@ Values = Union[np.ndarray, Sequence[Any]]
 
 # kinds of a Typed column
 EMPTY, BOOL, INT, FLOAT, NUMMIX, STR, OBJECT = "empty", "bool", "int", "float", "nummix", "str", "object"
+
+# How a column's values are stored, beyond its Arrow type; the part's metadata lists the columns of
+# each non-plain encoding under this name ("pickled": pickled values; "surrogatepass": str values
+# whose UTF-8 needed the surrogatepass error handler).
+PLAIN, PICKLED, SURROGATES = "", "pickled", "surrogatepass"
+ENCODINGS = (PICKLED, SURROGATES)
 
 
 class Typed(NamedTuple):
@@ -105,23 +119,35 @@ def typed(values: Values, present: np.ndarray | None = None) -> Typed:
     return Typed(OBJECT, None, none, values)
 
 
-def to_arrow(column: Typed) -> tuple[pa.Array, bool, list[int]]:
-    """A typed column -> (Arrow array, pickled?, rows whose value could not be stored).
+def to_arrow(column: Typed) -> tuple[pa.Array, str, list[int]]:
+    """A typed column -> (Arrow array, its encoding, rows whose value could not be stored).
 
     A value that cannot be pickled is stored as missing and its row reported, so that the caller
     can leave that row out rather than journal a result it cannot give back.
     """
     kind, array, none, values = column
     if kind == EMPTY:
-        return pa.nulls(len(values)), False, []
+        return pa.nulls(len(values)), PLAIN, []
     if array is not None:
-        return pa.array(array, mask=none), False, []
+        return pa.array(array, mask=none), PLAIN, []
     if kind == STR:
-        return pa.array(values, type=pa.string(), mask=none), False, []
+        strings, encoding = string_array(values, none)
+        return strings, encoding, []
     return _pickled(list(values), none)
 
 
-def _pickled(values: Sequence[Any], none: np.ndarray | None) -> tuple[pa.Array, bool, list[int]]:
+def string_array(values: Values, none: np.ndarray | None = None) -> tuple[pa.Array, str]:
+    """str values (None, or the rows ``none`` marks, missing) -> (Arrow array, encoding): a string
+    array, or, when some value holds a lone surrogate, their surrogatepass UTF-8 in a binary array."""
+    try:
+        return pa.array(values, type=pa.string(), mask=none), PLAIN
+    except UnicodeEncodeError:  # rare: the common case pays nothing for the check
+        encoded = [None if v is None or (none is not None and none[i]) else v.encode("utf-8", "surrogatepass")
+                   for i, v in enumerate(values)]
+        return pa.array(encoded, type=pa.binary()), SURROGATES
+
+
+def _pickled(values: Sequence[Any], none: np.ndarray | None) -> tuple[pa.Array, str, list[int]]:
     out: list[bytes | None] = []
     bad: list[int] = []
     dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
@@ -134,14 +160,54 @@ def _pickled(values: Sequence[Any], none: np.ndarray | None) -> tuple[pa.Array, 
         except Exception:
             out.append(None)
             bad.append(i)
-    return pa.array(out, type=pa.binary()), True, bad
+    return pa.array(out, type=pa.binary()), PICKLED, bad
 
 
-def from_arrow(array: pa.Array | pa.ChunkedArray, pickled: bool, unpickle: bool) -> list[Any]:
+def from_arrow(array: pa.Array | pa.ChunkedArray, encoding: str, unpickle: bool) -> list[Any]:
     """An Arrow column -> Python values (None where missing); pickled values stay bytes unless
     ``unpickle``."""
     values = array.to_pylist()
-    if pickled and unpickle:
+    if encoding == SURROGATES:
+        return [None if v is None else v.decode("utf-8", "surrogatepass") for v in values]
+    if encoding == PICKLED and unpickle:
         loads = pickle.loads
         return [None if v is None else loads(v) for v in values]
     return values
+
+
+def encodings(meta: dict[str, Any]) -> dict[str, str]:
+    """A part's columns that are not stored plainly: column name -> encoding (from its metadata)."""
+    return {column: encoding for encoding in ENCODINGS for column in meta.get(encoding, ())}
+
+
+# -- result keys in the part metadata -------------------------------------------------------------
+# A result dict's keys are any hashable values; the metadata (JSON) maps each result column to its
+# key. Keys JSON holds exactly (str, int, bool, None, a finite float) are stored as themselves;
+# anything else (a tuple, a frozenset, bytes, a numpy scalar, ...) as {"pickle": base64 of its
+# pickle}, so that a resumed survey gets back the very key an uninterrupted one has. (A dict is
+# never a key, so the two forms cannot be confused.)
+_JSON_KEY_TYPES = frozenset({str, int, bool, type(None)})
+_PICKLED_KEY = "pickle"
+
+
+class UnstorableKey(ValueError):
+    """A result key that can be neither JSON nor pickled."""
+
+
+def encode_key(key: Any) -> Any:
+    """A result key as the part metadata's JSON holds it (raises UnstorableKey)."""
+    if type(key) in _JSON_KEY_TYPES or (type(key) is float and math.isfinite(key)):
+        return key
+    try:
+        data = pickle.dumps(key, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise UnstorableKey(f"result key {key!r} cannot be pickled: {exc!r}") from exc
+    return {_PICKLED_KEY: base64.b64encode(data).decode("ascii")}
+
+
+def decode_key(stored: Any) -> Any:
+    """The key ``encode_key`` stored (unpickled: only a resumed survey, reading its own results,
+    asks for keys; a reader of the journal gets column names)."""
+    if isinstance(stored, dict) and _PICKLED_KEY in stored:
+        return pickle.loads(base64.b64decode(stored[_PICKLED_KEY]))
+    return stored

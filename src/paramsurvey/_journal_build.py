@@ -17,7 +17,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ._journal_arrow import to_arrow, typed
+from ._journal_arrow import (
+    PICKLED,
+    PLAIN,
+    SURROGATES,
+    UnstorableKey,
+    decode_key,
+    encode_key,
+    string_array,
+    to_arrow,
+    typed,
+)
 from ._journal_hash import HASH_VERSION, hash_columns, hex_bytes, list_columns
 from ._journal_store import PART_META_KEY
 from ._psets import PsetSource
@@ -35,14 +45,30 @@ DICT_COLUMNS = ("_status", "_exception", "_traceback", "_attempt", "_finished")
 
 def result_column(key: Any, pset_keys: frozenset[str]) -> str:
     """The part-file column of a result key: the key itself, unless it could be mistaken for a pset
-    column or one of paramsurvey's own (then ``_result_<key>``)."""
-    if isinstance(key, str) and not key.startswith("_") and key not in pset_keys:
+    column or one of paramsurvey's own, or is not a string UTF-8 can encode (then ``_result_<key>``,
+    lone surrogates backslash-escaped: a Parquet column name is UTF-8)."""
+    if isinstance(key, str) and not key.startswith("_") and key not in pset_keys and _encodable(key):
         return key
-    return "_result_" + (key if isinstance(key, str) else repr(key))
+    return "_result_" + _escaped(key if isinstance(key, str) else _repr(key))
 
 
-def _key_json(key: Any) -> Any:
-    return key if isinstance(key, (str, int, float, bool)) or key is None else repr(key)
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped(text: str) -> str:
+    return text if _encodable(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _repr(key: Any) -> str:
+    try:
+        return repr(key)
+    except Exception:  # a key's own __repr__ may fail: the column is still named, by its type
+        return f"<{type(key).__qualname__}>"
 
 
 def pset_columns(source: PsetSource, positions: Sequence[int] | np.ndarray,
@@ -131,6 +157,13 @@ class _Rows:
         self.iowait.append(np.array([np.nan]))
         self.failed[row] = (_code(lost.status), lost.message, "")
 
+    def rows_with(self, key: Any) -> list[int]:
+        """The rows of the ok psets of the groups in which some pset returned this result key."""
+        out: list[int] = []
+        for base, column, rows in self.results[key]:
+            out.extend(range(base, base + len(column)) if rows is None else rows)
+        return out
+
     def result_values(self, key: Any) -> list[Any]:
         full: list[Any] = [None] * self.n
         for base, column, rows in self.results[key]:
@@ -149,12 +182,22 @@ def _code(status: str) -> int:
 class PartBuilder:
     """Turns pending outcomes into one Arrow table: system columns, psets, results."""
 
-    def __init__(self, source: PsetSource, known: dict[str, tuple[Any, pa.DataType, bool]] | None = None) -> None:
+    def __init__(self, source: PsetSource, known: dict[str, tuple[Any, pa.DataType, str]] | None = None) -> None:
         self.source = source
         self.pset_keys = frozenset(source.keys)
         self.warned: set[Any] = set()
-        # result columns this journal has had: name -> (key, Arrow type, pickled?)
-        self.known: dict[str, tuple[Any, pa.DataType, bool]] = dict(known or {})
+        # result columns this journal has had: name -> (stored key, Arrow type, encoding)
+        self.known: dict[str, tuple[Any, pa.DataType, str]] = dict(known or {})
+        # the column of each result key, and the names taken: two keys whose names would be the same
+        # (a custom repr) must not share a column; a resumed journal's names stay with their keys
+        self.names: dict[Any, str] = {}
+        self.taken: set[str] = set(self.known)
+        for name, (stored, _, _) in self.known.items():
+            try:
+                self.names.setdefault(decode_key(stored), name)
+            except Exception:  # a key pickled by code this process cannot import: its name stays taken
+                pass
+        self.dropped = 0  # psets left out because a value of theirs cannot be stored
 
     def build(self, entries: list[tuple[Any, ...]]) -> tuple[pa.Table, dict[str, Any]] | None:
         rows = _Rows(self.source)
@@ -168,6 +211,7 @@ class PartBuilder:
             return None
         positions = np.concatenate(rows.positions)
         columns: dict[str, pa.Array] = {}
+        encoded: dict[str, str] = {}  # column -> encoding, for the columns not stored plainly
         bad: set[int] = set()
         pcols = {key: (typed(values, present), present)
                  for key, (values, present) in pset_columns(self.source, positions, rows.psets).items()}
@@ -181,17 +225,16 @@ class PartBuilder:
         # dictionary-encoded: free to build (a string array from 100,000 objects takes ~20 ms), and
         # what Parquet would store anyway; pandas reads it as a categorical
         columns["_status"] = pa.DictionaryArray.from_arrays(pa.array(codes), _STATUS_DICTIONARY)
-        pickled: list[str] = []
         psets: list[str] = []
         for key, (column, _) in pcols.items():
-            array, is_pickled, unstorable = to_arrow(column)
+            array, encoding, unstorable = to_arrow(column)
             columns[key] = array
             psets.append(key)
-            if is_pickled:
-                pickled.append(key)
+            if encoding != PLAIN:
+                encoded[key] = encoding
             bad.update(unstorable)
-        results = self._result_columns(rows, n, columns, pickled, bad)
-        self._failure_columns(rows, n, columns)
+        results = self._result_columns(rows, n, columns, encoded, bad)
+        encoded.update(self._failure_columns(rows, n, columns))
         wall = np.concatenate(rows.wall)
         nan = np.isnan(wall) if rows.failed else None
         mask = nan if nan is not None and nan.any() else None
@@ -206,53 +249,88 @@ class PartBuilder:
             keep = np.ones(n, dtype=bool)
             keep[sorted(bad)] = False
         counts_by_code = np.bincount(codes if keep is None else codes[keep], minlength=len(STATUSES))
-        meta = {"version": 1, "hash_version": HASH_VERSION, "psets": psets, "results": results,
-                "pickled": pickled, "raw": rows.raw,
-                "counts": {name: int(k) for name, k in zip(STATUSES, counts_by_code.tolist()) if k}}
+        meta: dict[str, Any] = {
+            "version": 1, "hash_version": HASH_VERSION, "psets": psets, "results": results,
+            "pickled": [c for c, e in encoded.items() if e == PICKLED], "raw": rows.raw,
+            "counts": {name: int(k) for name, k in zip(STATUSES, counts_by_code.tolist()) if k}}
+        surrogates = [c for c, e in encoded.items() if e == SURROGATES]
+        if surrogates:  # only then: the parts of every other survey stay as they were
+            meta[SURROGATES] = surrogates
         table = pa.table(columns).replace_schema_metadata({PART_META_KEY: json.dumps(meta).encode()})
         if keep is not None:
             table = table.filter(pa.array(keep))
+            self.dropped += len(bad)
         return table, meta
 
-    def _result_columns(self, rows: _Rows, n: int, columns: dict[str, pa.Array], pickled: list[str],
+    def _name(self, key: Any) -> str:
+        name = self.names.get(key)
+        if name is None:
+            base = name = result_column(key, self.pset_keys)
+            copy = 1
+            while name in self.taken:
+                copy += 1
+                name = f"{base}~{copy}"
+            self.names[key] = name
+            self.taken.add(name)
+        return name
+
+    def _result_columns(self, rows: _Rows, n: int, columns: dict[str, pa.Array], encoded: dict[str, str],
                         bad: set[int]) -> list[list[Any]]:
         results: list[list[Any]] = []
         for key in rows.results:
-            name = result_column(key, self.pset_keys)
-            array, is_pickled, unstorable = to_arrow(typed(rows.result_values(key)))
-            if unstorable and key not in self.warned:
-                self.warned.add(key)
-                log.warning("paramsurvey journal: result %r of %d pset(s) cannot be pickled; those psets are "
-                            "not journaled (a resumed survey runs them again)", key, len(unstorable))
+            try:
+                stored = encode_key(key)
+            except UnstorableKey as exc:
+                unstorable = rows.rows_with(key)
+                self._warn_once(key, f"{exc}; the {len(unstorable)} pset(s) that returned it are not journaled "
+                                     "(a resumed survey runs them again)")
+                bad.update(unstorable)
+                continue
+            name = self._name(key)
+            array, encoding, unstorable = to_arrow(typed(rows.result_values(key)))
+            if unstorable:
+                self._warn_once(key, f"result {_repr(key)} of {len(unstorable)} pset(s) cannot be pickled; those "
+                                     "psets are not journaled (a resumed survey runs them again)")
             known = self.known.get(name)
             if pa.types.is_null(array.type) and known is not None:  # all missing here: the known type
-                array, is_pickled = pa.nulls(n, known[1]), known[2]
+                array, encoding = pa.nulls(n, known[1]), known[2]
             elif known is None or pa.types.is_null(known[1]):
-                self.known[name] = (_key_json(key), array.type, is_pickled)
+                self.known[name] = (stored, array.type, encoding)
             columns[name] = array
-            results.append([name, _key_json(key)])
-            if is_pickled:
-                pickled.append(name)
+            results.append([name, stored])
+            if encoding != PLAIN:
+                encoded[name] = encoding
             bad.update(unstorable)
         # the columns this journal had that this batch lacks (every pset failed, a key not returned):
         # typed nulls, so that parts have the same columns and Parquet readers read them alike
-        for name, (key, type_, was_pickled) in self.known.items():
+        for name, (stored, type_, encoding) in self.known.items():
             if name not in columns:
                 columns[name] = pa.nulls(n, type_)
-                results.append([name, key])
-                if was_pickled:
-                    pickled.append(name)
+                results.append([name, stored])
+                if encoding != PLAIN:
+                    encoded[name] = encoding
         return results
 
+    def _warn_once(self, key: Any, message: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            log.warning("paramsurvey journal: %s", message)
+
     @staticmethod
-    def _failure_columns(rows: _Rows, n: int, columns: dict[str, pa.Array]) -> None:
+    def _failure_columns(rows: _Rows, n: int, columns: dict[str, pa.Array]) -> dict[str, str]:
+        """Adds ``_exception`` and ``_traceback``; returns the encodings of those not stored plainly
+        (a worker's exception text may hold a lone surrogate)."""
         if not rows.failed:
             columns["_exception"] = pa.nulls(n, pa.string())
             columns["_traceback"] = pa.nulls(n, pa.string())
-            return
+            return {}
         exc: list[str | None] = [None] * n
         tb: list[str | None] = [None] * n
         for row, (_, e, t) in rows.failed.items():
             exc[row], tb[row] = e, t
-        columns["_exception"] = pa.array(exc, type=pa.string())
-        columns["_traceback"] = pa.array(tb, type=pa.string())
+        encoded = {}
+        for name, values in (("_exception", exc), ("_traceback", tb)):
+            columns[name], encoding = string_array(values)
+            if encoding != PLAIN:
+                encoded[name] = encoding
+        return encoded

@@ -8,6 +8,7 @@ outcomes of that hash.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ._journal_arrow import from_arrow
+from ._journal_arrow import PLAIN, decode_key, encodings, from_arrow
 from ._journal_hash import hex_strings, parse_hex
 from ._journal_store import PartName, part_meta, read_parts
 
@@ -41,8 +42,9 @@ class JournalRows:
     """Every row of a journal, oldest part first: paramsurvey's columns as numpy arrays; the pset
     and result values are gathered on demand (so a status check never converts them)."""
 
-    def __init__(self, path: str, parts: Sequence[tuple[PartName, pa.Table]]) -> None:
+    def __init__(self, path: str, parts: Sequence[tuple[PartName, pa.Table]], damaged: Sequence[str] = ()) -> None:
         self.path = path
+        self.damaged = list(damaged)  # parts skipped: they cannot be read
         self.parts = [(name, table, part_meta(table.schema)) for name, table in parts]
         sizes = [t.num_rows for _, t, _ in self.parts]
         self.n = n = int(sum(sizes))
@@ -73,16 +75,19 @@ class JournalRows:
     def load(cls, path: str, light: bool = False) -> JournalRows:
         """``light``: only paramsurvey's own small columns (for status)."""
         columns = ["_hash", "_position", "_status", "_wallclock", "_finished", "_attempt"] if light else None
-        return cls(path, read_parts(path, columns))
+        damaged: list[str] = []
+        parts = read_parts(path, columns, damaged)
+        return cls(path, parts, damaged)
 
     def failures(self, rows: np.ndarray) -> tuple[list[Any], list[Any]]:
         return self._gather_system(rows, "_exception"), self._gather_system(rows, "_traceback")
 
     def _gather_system(self, rows: np.ndarray, name: str) -> list[Any]:
         out: list[Any] = [None] * len(rows)
-        for sel, table, _meta, local in self._by_part(rows):
+        for sel, table, meta, local in self._by_part(rows):
             if name in table.column_names:
-                values = table.column(name).take(pa.array(local)).to_pylist()
+                encoding = encodings(meta).get(name, PLAIN)
+                values = from_arrow(table.column(name).take(pa.array(local)), encoding, unpickle=False)
                 _scatter(out, sel, values)
         return out
 
@@ -100,24 +105,32 @@ class JournalRows:
 
     def gather(self, rows: np.ndarray, which: str, unpickle: bool, by_key: bool) -> dict[Any, list[Any]]:
         """The pset (``which='psets'``) or result values of these rows, column by column, aligned
-        with ``rows``; None where a row has no value. Keyed by the result key (``by_key``) or by
-        the journal's column name."""
+        with ``rows``; None where a row has no value. Keyed by the result key (``by_key``: the key
+        itself, unpickled if it was stored pickled -- a tuple, say) or by the journal's column name."""
         out: dict[Any, list[Any]] = {}
         n = len(rows)
+        keys: dict[str, Any] = {}  # stored key (as JSON) -> the key
         for sel, table, meta, local in self._by_part(rows):
-            pickled = set(meta.get("pickled", ()))
+            encoded = encodings(meta)
             if which == "psets":
                 names = [(c, c) for c in meta.get("psets", ())]
             else:
                 names = [(c, k) for c, k in meta.get("results", ())]
             take = pa.array(local)
-            for column, key in names:
+            for column, stored in names:
                 if column not in table.column_names:
                     continue
-                values = from_arrow(table.column(column).take(take), column in pickled, unpickle)
-                target = out.get(key if by_key else column)
+                values = from_arrow(table.column(column).take(take), encoded.get(column, PLAIN), unpickle)
+                if by_key:
+                    text = json.dumps(stored, sort_keys=True)
+                    if text not in keys:
+                        keys[text] = decode_key(stored)
+                    label = keys[text]
+                else:
+                    label = column
+                target = out.get(label)
                 if target is None:
-                    target = out[key if by_key else column] = [None] * n
+                    target = out[label] = [None] * n
                 _scatter(target, sel, values)
         return out
 
@@ -125,19 +138,16 @@ class JournalRows:
         """The ``_hash`` strings of these rows."""
         return hex_strings(self.h0[rows], self.h1[rows])
 
-    def result_types(self) -> dict[str, tuple[Any, pa.DataType, bool]]:
-        """The journal's result columns: name -> (key, Arrow type, pickled?), oldest first, a null
-        type replaced by the first real one (for the writer of a resumed survey)."""
-        known: dict[str, tuple[Any, pa.DataType, bool]] = {}
+    def result_types(self) -> dict[str, tuple[Any, pa.DataType, str]]:
+        """The journal's result columns: name -> (stored key, Arrow type, encoding), oldest first, a
+        null type replaced by the first real one (for the writer of a resumed survey)."""
+        known: dict[str, tuple[Any, pa.DataType, str]] = {}
         for _, table, meta in self.parts:
-            pickled = set(meta.get("pickled", ()))
+            encoded = encodings(meta)
             for column, key in meta.get("results", ()):
                 if column in table.column_names and (column not in known or pa.types.is_null(known[column][1])):
-                    known[column] = (key, table.schema.field(column).type, column in pickled)
+                    known[column] = (key, table.schema.field(column).type, encoded.get(column, PLAIN))
         return known
-
-    def pickled_columns(self) -> set[str]:
-        return {c for _, _, meta in self.parts for c in meta.get("pickled", ())}
 
     def raw_timers(self) -> dict[str, list[float]]:
         raw: dict[str, list[float]] = {}

@@ -144,15 +144,28 @@ def part_meta(schema: pa.Schema) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
+# Checking that the columns a light read leaves out decode too: this many rows at a time, so that
+# a large part costs bounded memory.
+VERIFY_ROWS = 65_536
+
+
 def read_part(path: str, part: PartName, columns: list[str] | None = None) -> pa.Table | None:
-    """A part as a table, or None if the file is damaged (logged) or gone (merged meanwhile)."""
+    """A part as a table, or None if the file is damaged (logged) or gone (merged meanwhile).
+    ``columns``: only these, but every other column is decoded too (and dropped), so that a part
+    is damaged for a light reader (status) exactly when it is for a full one (read, resume)."""
     file = os.path.join(path, part.name)
     pq = _parquet()
     try:
-        if columns is not None:
-            have = set(pq.read_schema(file).names)
-            columns = [c for c in columns if c in have]
-        return pq.read_table(file, columns=columns, memory_map=False)
+        if columns is None:
+            return pq.read_table(file, memory_map=False)
+        with pq.ParquetFile(file, memory_map=False) as parquet:
+            have = parquet.schema_arrow.names
+            table = parquet.read(columns=[c for c in columns if c in have])
+            others = [c for c in have if c not in columns]
+            if others:
+                for _batch in parquet.iter_batches(batch_size=VERIFY_ROWS, columns=others):
+                    pass
+        return table
     except FileNotFoundError:
         return None
     except (pa.ArrowException, OSError, ValueError) as exc:
@@ -161,11 +174,15 @@ def read_part(path: str, part: PartName, columns: list[str] | None = None) -> pa
         return None
 
 
-def read_parts(path: str, columns: list[str] | None = None) -> list[tuple[PartName, pa.Table]]:
-    """Every live part, oldest first, damaged ones skipped. A part merged away while we read is
-    found again in the merged file: list again, a few times, until a listing reads whole."""
+def read_parts(path: str, columns: list[str] | None = None, damaged: list[str] | None = None
+               ) -> list[tuple[PartName, pa.Table]]:
+    """Every live part, oldest first, damaged ones skipped (and their names added to ``damaged``).
+    A part merged away while we read is found again in the merged file: list again, a few times,
+    until a listing reads whole."""
+    skipped: list[str] = []
     for _attempt in range(5):
         out: list[tuple[PartName, pa.Table]] = []
+        skipped = []
         vanished = False
         for part in list_parts(path):
             if not os.path.exists(os.path.join(path, part.name)):
@@ -177,8 +194,12 @@ def read_parts(path: str, columns: list[str] | None = None) -> list[tuple[PartNa
                 break
             if table is not None:
                 out.append((part, table))
+            else:
+                skipped.append(part.name)
         if not vanished:
-            return out
+            break
+    if damaged is not None:
+        damaged.extend(skipped)
     return out
 
 
@@ -195,20 +216,53 @@ def damaged_parts(path: str) -> Iterator[PartName]:
             yield part
 
 
+class MetaDamaged(JournalError):
+    """The journal's metadata file is damaged; its parts, which hold the outcomes, may be fine."""
+
+
 def read_meta(path: str) -> dict[str, Any] | None:
+    """The metadata, or None if there is none yet. Raises MetaDamaged (a JournalError that says
+    how to recover) if the file is not the metadata of a journal."""
+    file = os.path.join(path, META)
     try:
-        with open(os.path.join(path, META), encoding="utf-8") as f:
-            meta = json.load(f)
+        with open(file, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        raise JournalError(f"journal {path}: its metadata {META} cannot be read: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise JournalError(f"{path} is not a paramsurvey journal ({META} is not one)")
+    except OSError as exc:
+        raise JournalError(f"journal {path}: its metadata {file} cannot be read: {exc.strerror or exc}") from exc
+    problem = None
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        problem = "it is not text"
+    except ValueError as exc:
+        problem = f"it is not valid JSON ({exc})" if raw.strip() else "it is empty"
+    else:
+        if not isinstance(meta, dict):
+            problem = "it is not a JSON object"
+        elif meta.get("format") != FORMAT:
+            problem = f"its format is {meta.get('format')!r}, not {FORMAT!r}"
+        elif not isinstance(meta.get("version", 0), int):
+            problem = f"its version is {meta.get('version')!r}, not a number"
+    if problem is not None:
+        raise MetaDamaged(_damaged_meta(path, file, problem))
     if int(meta.get("version", 0)) > FORMAT_VERSION:
         raise JournalError(f"journal {path} has format version {meta.get('version')}; this paramsurvey "
                            f"reads up to version {FORMAT_VERSION}: upgrade paramsurvey")
     return meta
+
+
+def _damaged_meta(path: str, file: str, problem: str) -> str:
+    parts = len(list_parts(path))
+    if not parts:
+        return (f"journal {path}: its metadata file {file} is damaged: {problem}. The journal holds no part "
+                "files, so no outcome is lost by removing that file (or by giving a new journal).")
+    return (f"journal {path}: its metadata file {file} is damaged: {problem}. The outcomes are in its "
+            f"{parts} part file(s), untouched: paramsurvey.journal.read() and `paramsurvey export` still read "
+            f"them. To recover, run `paramsurvey repair {path}`: it sets the damaged file aside and rebuilds the "
+            "metadata from the parts (the provenance of earlier runs -- hosts, command lines, versions -- is "
+            "lost); or move the file aside yourself: the next run of the survey writes a new one.")
 
 
 def write_meta(path: str, meta: dict[str, Any]) -> None:
@@ -229,7 +283,11 @@ class Lock:
     def acquire(self, holder: str) -> None:
         if fcntl is None:  # pragma: no cover
             return
-        self.fd = os.open(os.path.join(self.path, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        file = os.path.join(self.path, LOCK)
+        try:
+            self.fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError:  # a .lock made by a colleague (0644): flock needs only a read descriptor
+            self.fd = os.open(file, os.O_RDONLY)
         deadline = time.monotonic() + LOCK_WAIT
         while not self._try():
             if time.monotonic() > deadline:

@@ -32,6 +32,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ._journal_arrow import PLAIN, SURROGATES, encodings
 from ._journal_build import DICT_COLUMNS, STATUSES, PartBuilder
 from ._journal_store import PART_META_KEY, Lock, PartName, fsync_dir, part_meta, read_part, write_meta, write_part
 from ._psets import PsetSource
@@ -70,8 +71,26 @@ def write_options(schema: pa.Schema, compact: bool = False) -> dict[str, Any]:
 
 
 def _fingerprint(table: pa.Table, meta: dict[str, Any]) -> tuple[Any, ...]:
-    """Parts with equal fingerprints hold the same columns with the same types and can be merged."""
-    return (table.schema.remove_metadata(), json.dumps([meta["psets"], meta["results"], meta["pickled"]]))
+    """Parts with equal fingerprints hold the same columns with the same types and encodings, and
+    can be merged."""
+    return (table.schema.remove_metadata(),
+            json.dumps([meta["psets"], meta["results"], meta["pickled"], meta.get(SURROGATES, [])]))
+
+
+def _same_encodings(a: tuple[pa.Table, dict[str, Any]], b: tuple[pa.Table, dict[str, Any]]) -> bool:
+    """Can two tables' rows share one table? Not when a column that has values in both is stored
+    one way in one and another way in the other (pickled bytes, surrogatepass bytes, strings): one
+    binary column could not say how to read each of its rows."""
+    (ta, ma), (tb, mb) = a, b
+    ea, eb = encodings(ma), encodings(mb)
+    for column in set(ea) | set(eb):
+        if ea.get(column, PLAIN) == eb.get(column, PLAIN):
+            continue
+        if column not in ta.column_names or column not in tb.column_names:
+            continue  # rows without the column are nulls in the combined table
+        if not (pa.types.is_null(ta.schema.field(column).type) or pa.types.is_null(tb.schema.field(column).type)):
+            return False
+    return True
 
 
 def _combine(built: list[tuple[pa.Table, dict[str, Any]]]) -> list[tuple[pa.Table, dict[str, Any]]]:
@@ -79,18 +98,25 @@ def _combine(built: list[tuple[pa.Table, dict[str, Any]]]) -> list[tuple[pa.Tabl
     their columns agree (a column absent from one, or of null type, takes the other's type)."""
     out: list[tuple[pa.Table, dict[str, Any]]] = []
     for table, meta in built:
-        if out:
-            last, last_meta = out[-1]
-            try:
-                joined = pa.concat_tables([last.replace_schema_metadata(None), table.replace_schema_metadata(None)],
-                                          promote_options="default")
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                out.append((table, meta))
-                continue
-            out[-1] = (joined, _merge_meta(last_meta, meta))
-        else:
+        joined = _join(out[-1], (table, meta)) if out else None
+        if joined is None:
             out.append((table, meta))
+        else:
+            out[-1] = joined
     return [(t.replace_schema_metadata({PART_META_KEY: json.dumps(m).encode()}), m) for t, m in out]
+
+
+def _join(a: tuple[pa.Table, dict[str, Any]], b: tuple[pa.Table, dict[str, Any]]
+          ) -> tuple[pa.Table, dict[str, Any]] | None:
+    """Two built tables as one, or None when their columns do not agree."""
+    if not _same_encodings(a, b):
+        return None
+    try:
+        joined = pa.concat_tables([a[0].replace_schema_metadata(None), b[0].replace_schema_metadata(None)],
+                                  promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    return joined, _merge_meta(a[1], b[1])
 
 
 def _merge_meta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -100,9 +126,45 @@ def _merge_meta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     counts = dict(a.get("counts", {}))
     for status, k in b.get("counts", {}).items():
         counts[status] = counts.get(status, 0) + k
-    return {**a, "psets": list(dict.fromkeys(a["psets"] + b["psets"])),
-            "results": a["results"] + [r for r in b["results"] if r not in a["results"]],
-            "pickled": list(dict.fromkeys(a["pickled"] + b["pickled"])), "raw": raw, "counts": counts}
+    merged = {**a, "psets": list(dict.fromkeys(a["psets"] + b["psets"])),
+              "results": a["results"] + [r for r in b["results"] if r not in a["results"]],
+              "pickled": list(dict.fromkeys(a["pickled"] + b["pickled"])), "raw": raw, "counts": counts}
+    surrogates = list(dict.fromkeys(a.get(SURROGATES, []) + b.get(SURROGATES, [])))
+    if surrogates:
+        merged[SURROGATES] = surrogates
+    return merged
+
+
+def _split(entry: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """A pending outcome as outcomes of one pset each."""
+    if entry[0] != "g" or len(entry[1].ran) <= 1:
+        return [entry]
+    return [("g", group, *entry[2:]) for group in split_group(entry[1])]
+
+
+def _position(entry: tuple[Any, ...]) -> int:
+    """The position of the pset of a one-pset outcome."""
+    return int(entry[1].ran[0]) if entry[0] == "g" else int(entry[1].position)
+
+
+def split_group(result: GroupResult) -> list[GroupResult]:
+    """A group's outcome as one GroupResult per pset, in ``ran`` order; the workers' own timers
+    (per group, not per pset) go with the first."""
+    failed = {f[0]: f for f in result.failures}
+    out: list[GroupResult] = []
+    k = 0  # result columns hold the ok psets' values, in ran order
+    for i, position in enumerate(result.ran):
+        failure = failed.get(position)
+        if failure is None:
+            columns = {key: [values[k]] for key, values in result.columns.items()}
+            k += 1
+        else:
+            columns = {}
+        out.append(GroupResult(ran=[position], wall=[result.wall[i]], iowait=[result.iowait[i]],
+                               ok=[position] if failure is None else [], columns=columns, absent={},
+                               failures=[] if failure is None else [failure], raw=result.raw if i == 0 else {},
+                               digests=None))
+    return out
 
 
 def _count(entries: Sequence[tuple[Any, ...]]) -> int:
@@ -139,7 +201,7 @@ class Journal:
     want_digests = False  # hashes are computed here, column-wise (see _journal_hash), not per pset
 
     def __init__(self, path: str, run: int, source: PsetSource, lock: Lock, meta: dict[str, Any],
-                 todo_count: int, known: dict[str, tuple[Any, pa.DataType, bool]] | None = None) -> None:
+                 todo_count: int, known: dict[str, tuple[Any, pa.DataType, str]] | None = None) -> None:
         self.path = path
         self.run = run
         self.builder = PartBuilder(source, known)
@@ -158,7 +220,8 @@ class Journal:
         self.levels: list[list[tuple[PartName, tuple[Any, ...], int]]] = []
         self.written: dict[str, int] = dict.fromkeys(STATUSES, 0)
         self.retry_attempts: dict[int, int] = {}
-        self.error: BaseException | None = None
+        self.write_failing = False  # the last write failed (a full disk?): it is retried at the next flush
+        self.lost = 0  # finished psets that could not be made into a part, and so are not journaled
         self.thread = threading.Thread(target=self._thread_main, name="paramsurvey-journal", daemon=True)
 
     def start(self) -> None:
@@ -224,7 +287,7 @@ class Journal:
                                        or sum(t.num_rows for t, _ in self.built) >= FLUSH_ROWS):
                         self._write_built()
                 except Exception as exc:  # a bug, not the disk: keep the thread (and what it holds) alive
-                    self._failed("handle", _count(self.pending), exc)
+                    log.error("paramsurvey journal %s: unexpected error, will retry: %r", self.path, exc)
                 if stopping:
                     return
         finally:
@@ -251,14 +314,39 @@ class Journal:
         if not batch:
             return
         try:
-            built = self.builder.build(batch)
-        except Exception as exc:
-            with self.mutex:  # keep the outcomes: the next round tries again
-                self.pending[:0] = batch
-            self._failed("build", _count(batch), exc)
-            return
-        if built is not None:
-            self.built.append(built)
+            built = [self.builder.build(batch)]
+        except Exception as exc:  # not the disk: something in these outcomes; find it, keep the rest
+            built = self._build_apart(batch, exc)
+        self.built.extend(b for b in built if b is not None)
+
+    def _build_apart(self, batch: list[tuple[Any, ...]], exc: Exception
+                     ) -> list[tuple[pa.Table, dict[str, Any]] | None]:
+        """Build a batch that failed as a whole outcome by outcome, and a group that fails pset by
+        pset: building is deterministic (no disk, no network), so a pset that fails alone would fail
+        every time; it is left out (a resumed survey runs it again) rather than holding back every
+        outcome that arrives after it."""
+        built: list[tuple[pa.Table, dict[str, Any]] | None] = []
+        lost: list[int] = []
+        for entry in batch:
+            pieces = _split(entry)
+            if len(pieces) > 1:
+                try:
+                    built.append(self.builder.build([entry]))
+                    continue
+                except Exception:
+                    pass
+            for piece in pieces:
+                try:
+                    built.append(self.builder.build([piece]))
+                except Exception as error:
+                    exc = error
+                    lost.append(_position(piece))
+        if lost:
+            self.lost += len(lost)
+            log.error("paramsurvey journal %s: %d finished pset(s) cannot be written to the journal (%r) and are "
+                      "not journaled: a resumed survey runs them again (pset positions %s%s)", self.path, len(lost),
+                      exc, ", ".join(map(str, lost[:10])), ", ..." if len(lost) > 10 else "")
+        return built
 
     def _write_built(self) -> None:
         try:
@@ -268,16 +356,15 @@ class Journal:
                 self.built = combined[i + 1:]
             self.built = []
             self.last_write = time.monotonic()
-            if self.error is not None:
-                log.warning("paramsurvey journal %s: writing works again", self.path)
-                self.error = None
+            if self.write_failing:
+                log.warning("paramsurvey journal %s: writing works again: the finished psets held back are on "
+                            "disk", self.path)
+                self.write_failing = False
         except Exception as exc:
-            self._failed("write", sum(t.num_rows for t, _ in self.built), exc)
-
-    def _failed(self, what: str, n: int, exc: Exception) -> None:
-        if self.error is None or self.stopping:
-            log.error("paramsurvey journal %s: cannot %s %d finished psets (will retry): %r", self.path, what, n, exc)
-        self.error = exc
+            if not self.write_failing or self.stopping:
+                log.error("paramsurvey journal %s: cannot write %d finished psets (will retry): %r", self.path,
+                          sum(t.num_rows for t, _ in self.built), exc)
+            self.write_failing = True
 
     def _write(self, table: pa.Table, meta: dict[str, Any]) -> None:
         self.seq += 1
@@ -344,10 +431,12 @@ class Journal:
         run["end_time"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         run["written"] = dict(self.written)
         left = self.todo_count - sum(self.written.values())
-        unwritten = _count(self.pending) + sum(t.num_rows for t, _ in self.built)
+        held = _count(self.pending) + sum(t.num_rows for t, _ in self.built)  # a write that kept failing
+        unwritten = held + self.lost + self.builder.dropped
         run["state"] = "finished" if left <= 0 and not unwritten else "stopped"
         if unwritten:
             run["not_written"] = unwritten
+        if held:
             log.error("paramsurvey journal %s: %d finished psets could not be written: a resumed survey "
-                      "runs them again", self.path, unwritten)
+                      "runs them again", self.path, held)
         write_meta(self.path, self.meta)

@@ -3,6 +3,7 @@
     paramsurvey status   JOURNAL             counts by status, rate, time remaining
     paramsurvey failures JOURNAL             failed psets grouped by exception type, a traceback each
     paramsurvey export   JOURNAL OUT         OUT.parquet or OUT.csv: one row per pset
+    paramsurvey repair   JOURNAL             rebuild damaged metadata, set damaged parts aside
     paramsurvey plot     JOURNAL OUT.png     finished psets over time, histogram of pset durations
 
 Every command reads what is on disk now; none of them unpickles anything unless asked to
@@ -44,7 +45,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     counts = info["counts"]
     failed = ", ".join(f"{counts.get(k, 0)} {k}" for k in FAILED if counts.get(k))
-    print(f"journal:   {info['journal']}  (survey {info['name']!r}, run {info['run']} of {info['runs']})")
+    name = repr(info["name"]) if info["name"] is not None else "?"
+    print(f"journal:   {info['journal']}  (survey {name}, run {info['run']} of {info['runs']})")
+    if info.get("metadata_problem"):
+        print(f"warning:   {info['metadata_problem']}")
+    if info.get("rebuilt"):
+        print("warning:   its metadata was rebuilt from the parts (paramsurvey repair): the survey's size and "
+              "earlier runs' provenance are unknown until its next run")
+    for part in info.get("damaged_parts") or []:
+        print(f"damaged:   part {part} cannot be read: skipped here as by read() and export; its psets count "
+              "as not run, and the next run of the survey sets it aside and runs them again")
     state = info["state"]
     if state == "running":
         where = f"pid {info['pid']} on {info['host']}" if info.get("pid") else "another process"
@@ -91,14 +101,17 @@ def _pset_text(row: Any, columns: Sequence[str]) -> str:
 
 
 def cmd_failures(args: argparse.Namespace) -> int:
-    from .journal import read, read_meta
+    from .journal import pset_keys, read, read_meta
 
     frame = read(args.journal)
     failed = frame[frame["_status"].isin(FAILED)]
     if not len(failed):
         print(f"no failed psets in {args.journal} ({len(frame)} psets)")
         return EXIT_OK
-    keys = read_meta(args.journal).get("pset_keys") or []
+    try:
+        keys = read_meta(args.journal).get("pset_keys") or []
+    except JournalError:  # damaged metadata (read() warned): the psets' columns come from the parts
+        keys = pset_keys(args.journal)
     columns = [c for c in keys if c in frame.columns]
     groups: dict[str, list[int]] = {}
     for i, (exc, status) in enumerate(zip(failed["_exception"], failed["_status"])):
@@ -142,6 +155,17 @@ def cmd_export(args: argparse.Namespace) -> int:
                     lambda v: f"<pickled, {len(v)} bytes>" if isinstance(v, bytes) else v)
         frame.to_csv(out, index=False)
     print(f"wrote {len(frame)} rows, {len(frame.columns)} columns to {out}")
+    return EXIT_OK
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    from .journal import repair
+
+    done = repair(args.journal)
+    if not done:
+        print(f"nothing to repair: {args.journal} reads whole")
+    for line in done:
+        print(line)
     return EXIT_OK
 
 
@@ -223,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unpickle", action="store_true",
                    help="unpickle values stored pickled (lists, objects); only for a journal you trust")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("repair", help="rebuild damaged metadata, set damaged parts aside",
+                       description="Repair a journal without running anything: rebuild a damaged or missing "
+                                   "_paramsurvey.json from the part files (the damaged file is kept, renamed), "
+                                   "set unreadable parts aside (their psets run again at the next run), remove "
+                                   "what a killed survey left. Needs write access, and no survey writing it.")
+    p.add_argument("journal", help="the journal directory")
+    p.set_defaults(func=cmd_repair)
 
     p = sub.add_parser("plot", help="PNG: finished psets over time, histogram of pset durations",
                        description="Plot the finished psets over time and the distribution of pset durations "

@@ -20,8 +20,10 @@ or directly, with any Parquet reader: ``pandas.read_parquet('survey.journal')``,
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
 import os
+import secrets
 import time
 from typing import Any
 
@@ -36,8 +38,10 @@ from ._journal_hash import hash_columns
 from ._journal_store import (
     FORMAT,
     FORMAT_VERSION,
+    LOCK,
     META,
     Lock,
+    MetaDamaged,
     covered_parts,
     damaged_parts,
     host,
@@ -52,7 +56,7 @@ from ._psets import PsetSource
 from ._worker import GroupResult
 from .exceptions import JournalError
 
-__all__ = ["JournalError", "open_for_map", "read", "read_meta", "status"]
+__all__ = ["JournalError", "open_for_map", "read", "read_meta", "repair", "status"]
 
 log = logging.getLogger("paramsurvey.journal")
 
@@ -69,9 +73,21 @@ def _check_journal(path: str) -> str:
     wait_for(path)  # a map of this process may still be writing its last part
     if not os.path.isdir(path):
         raise JournalError(f"{path} is not a journal: no such directory")
-    if _read_meta(path) is None and not list_parts(path):
+    if _meta_for_reading(path) is None and not list_parts(path):
         raise JournalError(f"{path} is not a paramsurvey journal (no {META}, no part files)")
     return path
+
+
+def _meta_for_reading(path: str) -> dict[str, Any] | None:
+    """The metadata, for a reader: damaged metadata does not stop reading the outcomes (they are in
+    the parts), it is a warning -- unless there are no parts either."""
+    try:
+        return _read_meta(path)
+    except MetaDamaged as exc:
+        if not list_parts(path):
+            raise
+        log.warning("paramsurvey: %s", exc)
+        return None
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -102,7 +118,9 @@ def read(path: str | os.PathLike[str], unpickle: bool = False, history: bool = F
         False: one row per pset, its latest outcome (its newest success, else its newest failure).
         True: every row ever written, e.g. a failure and then the success of its re-run.
 
-    Works on a journal that a survey is writing (it reads what is on disk now).
+    Works on a journal that a survey is writing (it reads what is on disk now), on a read-only
+    filesystem, and with damaged metadata (a warning: the outcomes are in the parts). A part that
+    cannot be read is skipped, with a warning.
 
     Example
     -------
@@ -147,10 +165,25 @@ def _frame(rows: Any, selected: np.ndarray, unpickle: bool) -> pd.DataFrame:
     return frame
 
 
+def pset_keys(path: str | os.PathLike[str]) -> list[str]:
+    """The journal's pset columns: from its metadata, or, when that is damaged, from its parts."""
+    path = _check_journal(os.fspath(path))
+    meta = _meta_for_reading(path) or {}
+    if meta.get("pset_keys"):
+        return list(meta["pset_keys"])
+    from ._journal_read import JournalRows
+
+    rows = JournalRows.load(path, light=True)
+    return list(dict.fromkeys(key for _, _, part in rows.parts for key in part.get("psets", ())))
+
+
 def status(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Where a survey stands, from its journal (also while it runs): a dict with ``state``
     ('running', 'finished' or 'stopped'), ``total``, ``counts`` by status, ``remaining``, and, for
-    the latest run, ``rate`` (psets per second), ``eta`` (seconds, while running), its provenance.
+    the latest run, ``rate`` (psets per second), ``eta`` (seconds, while running), its provenance;
+    ``damaged_parts``, the parts that cannot be read (skipped, as by ``read()``: the counts are
+    then those of the outcomes ``read()`` gives), and ``metadata_problem``, what is wrong with a
+    damaged metadata file and how to recover (None when it is fine).
 
     Example
     -------
@@ -159,7 +192,11 @@ def status(path: str | os.PathLike[str]) -> dict[str, Any]:
     from ._journal_read import JournalRows
 
     path = _check_journal(os.fspath(path))
-    meta = _read_meta(path) or {}
+    problem = None
+    try:
+        meta = _read_meta(path) or {}
+    except MetaDamaged as exc:  # the counts come from the parts; the problem is reported
+        problem, meta = str(exc), {}
     rows = JournalRows.load(path, light=True)
     running = is_locked(path)
     runs = meta.get("runs") or [{}]
@@ -172,7 +209,9 @@ def status(path: str | os.PathLike[str]) -> dict[str, Any]:
     this_status = rows.status[this]
     for name in set(this_status.tolist()):
         counts[name] = counts.get(name, 0) + int((this_status == name).sum())
-    if "adopted" not in last:  # no metadata: count the journal's latest outcomes
+    if "adopted" not in last or rows.damaged:
+        # No metadata, or a part that cannot be read (whose psets the counts adopted at the run's
+        # start may include): count the latest outcomes the journal holds, as read() gives them.
         latest = rows.status[rows.latest()]
         counts = {name: int((latest == name).sum()) for name in set(latest.tolist()) | set(STATUSES)}
     total = int(last.get("total", sum(counts.values())))
@@ -196,6 +235,8 @@ def status(path: str | os.PathLike[str]) -> dict[str, Any]:
         "host": last.get("host"), "pid": last.get("pid"), "command_line": last.get("command_line"),
         "git_commit": last.get("git_commit"), "git_dirty": last.get("git_dirty"),
         "elapsed": _seconds(start, now if running else _parse_time(last.get("end_time"))),
+        "damaged_parts": rows.damaged, "metadata_problem": problem,
+        "rebuilt": bool(meta.get("rebuilt")) and "total" not in meta,  # until the survey runs again
     }
     return info
 
@@ -234,14 +275,69 @@ def _rate(finished: np.ndarray, start: np.datetime64 | None, now: np.datetime64 
 
 
 # -- writing: the map's side -----------------------------------------------------------------------
+# Entries that do not tell a journal from another directory: what a map killed before its first
+# write leaves (.lock, .tmp-*), and what NFS (.nfs*: a file removed while open) and macOS add.
+_NEUTRAL_NAMES = frozenset({LOCK, ".DS_Store"})
+_NEUTRAL_PREFIXES = (".tmp-", ".nfs")
+_DAMAGED_PREFIX = "_damaged-"  # a damaged part set aside: only a journal has one
+
+
+def _is_journal_file(name: str) -> bool:
+    return name == META or name.startswith(_DAMAGED_PREFIX) or parse_part(name) is not None
+
+
 def _prepare(path: str) -> None:
+    """Make ``path`` a journal directory, or refuse: a file, or a directory holding anything but a
+    journal (the current directory given by mistake, a home directory of dot files), is never
+    turned into one."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise JournalError(f"journal={path!r} is a file; a journal is a directory (give a new path)")
-    os.makedirs(path, exist_ok=True)
-    names = [n for n in os.listdir(path) if not n.startswith(".")]  # .lock, .tmp-*, .DS_Store, ...
-    if names and META not in names and not any(parse_part(n) for n in names):
-        raise JournalError(f"journal={path!r} is a directory that is not a paramsurvey journal "
-                           f"(it holds {names[0]!r}, ...): give a new or empty directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise JournalError(_unwritable(path, exc, "cannot be created")) from exc
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as exc:
+        raise JournalError(f"journal {path} cannot be read: {exc}") from exc
+    foreign = [n for n in names if n not in _NEUTRAL_NAMES and not n.startswith(_NEUTRAL_PREFIXES)]
+    if foreign and not any(map(_is_journal_file, names)):
+        shown = ", ".join(map(repr, foreign[:3])) + (", ..." if len(foreign) > 3 else "")
+        raise JournalError(f"journal={path!r} is a directory that is not a paramsurvey journal (it holds {shown}): "
+                           "give a new or empty directory")
+    _check_writable(path)
+
+
+def _check_writable(path: str) -> None:
+    """A journal a survey cannot write is an error now, before any pset runs, not a failure of
+    every write later: create (and remove) a file as the writer will."""
+    probe = os.path.join(path, f".tmp-{os.getpid()}-{secrets.token_hex(6)}-probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise JournalError(_unwritable(path, exc, "cannot be written")) from exc
+    try:
+        os.unlink(probe)
+    except OSError:  # removed meanwhile by the tidying of a writer that holds the lock: gone either way
+        pass
+
+
+_MOVE = ("give a journal on a writable filesystem (to resume a journal that is here, copy it there "
+         "first)")
+_FREE = "free some space, or give a journal on another filesystem"
+# why a journal cannot be written, and what to do about it, by errno
+_UNWRITABLE = {errno.EROFS: ("it is on a read-only filesystem", _MOVE),
+               errno.EACCES: ("no permission to write there", _MOVE),
+               errno.EPERM: ("no permission to write there", _MOVE),
+               errno.ENOSPC: ("the disk is full", _FREE),
+               getattr(errno, "EDQUOT", errno.ENOSPC): ("the disk quota is exhausted", _FREE)}
+
+
+def _unwritable(path: str, exc: OSError, what: str) -> str:
+    reason, advice = _UNWRITABLE.get(exc.errno or 0, (exc.strerror or str(exc), _MOVE))
+    return (f"journal {path} {what}: {reason} ({exc.strerror or exc}). A survey writes its journal as it "
+            f"runs: {advice}. Reading a journal needs no writing: paramsurvey.journal.read(), `paramsurvey "
+            "status` and `paramsurvey export` work here.")
 
 
 def _holder(path: str) -> str:
@@ -252,24 +348,104 @@ def _holder(path: str) -> str:
     return f"pid {run.get('pid')} on {run.get('host')}, started {run.get('start_time')}"
 
 
-def _tidy(path: str) -> None:
-    """Holding the lock: remove what a killed writer left behind, set damaged parts aside."""
-    for name in os.listdir(path):
-        if name.startswith(".tmp-"):
-            try:
-                os.unlink(os.path.join(path, name))
-            except OSError:
-                pass
-    for part in covered_parts(path):
+def _tidy(path: str) -> list[str]:
+    """Holding the lock: remove what a killed writer left behind, set damaged parts aside. Returns
+    what it did."""
+    done = []
+    leftovers = [name for name in os.listdir(path) if name.startswith(".tmp-")]
+    for name in leftovers:
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            pass
+    if leftovers:
+        done.append(f"removed {len(leftovers)} temporary file(s) left by a killed survey")
+    covered = covered_parts(path)
+    for part in covered:
         try:
             os.unlink(os.path.join(path, part.name))
         except OSError:
             pass
-    for part in list(damaged_parts(path)):
-        aside = f"_damaged-{part.name[:-len('.parquet')]}.bin"
-        log.warning("paramsurvey journal %s: part %s is damaged (cut short?): set aside as %s; its psets "
-                    "will run again", path, part.name, aside)
-        os.replace(os.path.join(path, part.name), os.path.join(path, aside))
+    if covered:
+        done.append(f"removed {len(covered)} part(s) already merged into another")
+    return done + _set_aside(path, [part.name for part in damaged_parts(path)], "cut short?")
+
+
+def _set_aside(path: str, names: list[str], why: str) -> list[str]:
+    """Rename damaged parts out of the way (kept, for whoever wants to look): every reader skips
+    them anyway, and their psets run again."""
+    done = []
+    for name in names:
+        aside = f"{_DAMAGED_PREFIX}{name[:-len('.parquet')]}.bin"
+        log.warning("paramsurvey journal %s: part %s is damaged (%s): set aside as %s; its psets will run again",
+                    path, name, why, aside)
+        os.replace(os.path.join(path, name), os.path.join(path, aside))
+        done.append(f"set the damaged part {name} aside as {aside}: its psets run again at the next run")
+    return done
+
+
+def repair(path: str | os.PathLike[str]) -> list[str]:
+    """Repair a journal without running anything, as the next run of its survey would, and rebuild
+    damaged metadata from the parts: temporary files of a killed survey removed, damaged parts set
+    aside (their psets run again at the next run), a damaged ``_paramsurvey.json`` set aside as
+    ``_paramsurvey.json.damaged-<time>`` and rebuilt -- the pset keys and, per run, when its psets
+    finished and their counts; the survey's name, size and seed come back at its next run; the
+    provenance of earlier runs is lost. Returns what was done (nothing: the journal was fine).
+    What ``paramsurvey repair JOURNAL`` runs."""
+    from ._journal_read import JournalRows
+
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        raise JournalError(f"{path} is not a journal: no such directory")
+    wait_for(path)
+    _check_writable(path)
+    lock = Lock(path)
+    try:
+        lock.acquire(_holder(path))
+    except OSError as exc:
+        raise JournalError(_unwritable(path, exc, "cannot be locked")) from exc
+    try:
+        done = _tidy(path)
+        rows = JournalRows.load(path)
+        done += _set_aside(path, rows.damaged, "unreadable")
+        try:
+            meta = _read_meta(path)
+        except MetaDamaged:
+            aside = f"{META}.damaged-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+            os.replace(os.path.join(path, META), os.path.join(path, aside))
+            done.append(f"set the damaged metadata aside as {aside}")
+            meta = None
+        if meta is None and (rows.n or done):
+            write_meta(path, _rebuilt_meta(rows))
+            done.append(f"rebuilt the metadata from {len(rows.parts)} part(s): {rows.n} outcomes of "
+                        f"{len(set(rows.run.tolist()))} run(s)")
+    except OSError as exc:
+        raise JournalError(_unwritable(path, exc, "cannot be repaired")) from exc
+    finally:
+        lock.release()
+    return done
+
+
+def _rebuilt_meta(rows: Any) -> dict[str, Any]:
+    """Metadata from what the parts hold: pset keys, and per run the span and counts of its
+    outcomes. What the parts do not hold (the survey's name, size, seed; each run's provenance)
+    is left out: the next run of the survey records its own."""
+    runs = []
+    for run in sorted(set(rows.run.tolist())):
+        this = rows.run == run
+        finished = rows.finished[this]
+        status = rows.status[this]
+        runs.append({"run": int(run), "state": "stopped", "start_time": _utc(finished.min()),
+                     "end_time": _utc(finished.max()), "rebuilt": True,
+                     "written": {name: int((status == name).sum()) for name in STATUSES if (status == name).any()}})
+    keys = list(dict.fromkeys(key for _, _, meta in rows.parts for key in meta.get("psets", ())))
+    return {"format": FORMAT, "version": FORMAT_VERSION, "name": None,
+            "created": runs[0]["start_time"] if runs else _now(), "rebuilt": _now(), "pset_keys": keys,
+            "runs": runs}
+
+
+def _utc(when: np.datetime64) -> str | None:
+    return None if np.isnat(when) else pd.Timestamp(when).tz_localize("UTC").isoformat()
 
 
 def source_hashes(source: PsetSource) -> tuple[np.ndarray, np.ndarray]:
@@ -289,7 +465,10 @@ def open_for_map(settings: Settings, source: PsetSource) -> tuple[Journal, list[
     wait_for(path)  # the previous map of this process on this journal: its last write
     _prepare(path)
     lock = Lock(path)
-    lock.acquire(_holder(path))
+    try:
+        lock.acquire(_holder(path))
+    except OSError as exc:
+        raise JournalError(_unwritable(path, exc, "cannot be locked")) from exc
     try:
         _tidy(path)
         meta = _read_meta(path)
@@ -298,6 +477,7 @@ def open_for_map(settings: Settings, source: PsetSource) -> tuple[Journal, list[
             from ._journal_read import JournalRows
 
             rows = JournalRows.load(path)
+            _set_aside(path, rows.damaged, "unreadable")
         runs = (meta or {}).get("runs", [])
         run = 1 + max([0] + [int(r.get("run", 0)) for r in runs] + ([int(rows.run.max())] if rows and rows.n else []))
         todo: list[int] | None = None
@@ -318,6 +498,9 @@ def open_for_map(settings: Settings, source: PsetSource) -> tuple[Journal, list[
         journal = Journal(path, run, source, lock, meta, len(source) if todo is None else len(todo),
                           known=rows.result_types() if rows is not None else None)
         journal.start()
+    except OSError as exc:  # the disk, not the survey: say which journal, and what to do
+        lock.release()
+        raise JournalError(_unwritable(path, exc, "cannot be opened")) from exc
     except BaseException:
         lock.release()
         raise
