@@ -197,3 +197,26 @@ def test_12_2_workers_never_run_the_main_script(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("main script ran") == 1
     assert "most psets in one worker 2" in done.stdout
+
+
+def test_a_lone_surrogate_in_a_result_key_or_an_exception_is_kept_and_logged(tmp_path):
+    """pandas 3 keeps column labels in pyarrow, which refuses a lone surrogate; the log file is UTF-8:
+    neither may cost the survey its results, nor print 'Logging error' noise."""
+    program = textwrap.dedent("""
+        import paramsurvey
+        def worker(pset, system_kwargs, user_kwargs):
+            if pset['x']:
+                raise ValueError('bad \\udc80 value')
+            return {'a\\udc80': 1, 'b': 2}
+        paramsurvey.init(backend='multiprocessing', ncores=1, verbose=1, vstats=0)
+        r = paramsurvey.map(worker, [{'x': 0}, {'x': 1}])
+        print(ascii(r.results.columns.tolist()), ascii(r.missing['_exception'].tolist()))
+    """)
+    done = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, errors="backslashreplace")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['x', 'a\\udc80', 'b'] [\"ValueError('bad \\\\udc80 value')\"]"
+    assert "Logging error" not in done.stderr
+    [logfile] = [f for f in os.listdir(tmp_path) if f.startswith(".paramsurvey-")]
+    with open(tmp_path / logfile, encoding="utf-8") as f:
+        assert "bad \\udc80 value" in f.read()

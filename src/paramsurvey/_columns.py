@@ -352,7 +352,12 @@ class ColumnAccumulator:
                 data[name] = _series(arr, dtype, index, name)
             self._chunks = []
             # copy=False: no consolidation copy of same-dtype columns, so no second frame in memory
-            self._frame = pd.DataFrame(data, index=index, columns=names, copy=False)
+            try:
+                self._frame = pd.DataFrame(data, index=index, columns=names, copy=False)
+            except UnicodeEncodeError:  # pandas 3 stores labels with pyarrow, which refuses a lone surrogate
+                frame = pd.DataFrame(dict(enumerate(data.values())), index=index, copy=False)
+                frame.columns = pd.Index(names, dtype=object)
+                self._frame = frame
         frame = self._frame
         if column_order is None:
             return frame

@@ -327,7 +327,13 @@ class Survey:
                         self.settings.name, ", ".join(map(repr, clash)))
             psets = psets.drop(columns=clash)
         psets.index = results.index
-        return pd.concat([psets, results], axis=1)
+        try:
+            return pd.concat([psets, results], axis=1)
+        except UnicodeEncodeError:  # a result key holds a lone surrogate: pyarrow-backed labels refuse it
+            columns = [frame.iloc[:, i] for frame in (psets, results) for i in range(frame.shape[1])]
+            joined = pd.DataFrame(dict(enumerate(columns)), index=results.index, copy=False)
+            joined.columns = pd.Index([*psets.columns, *results.columns], dtype=object)
+            return joined
 
     def _missing_frame(self) -> pd.DataFrame:
         positions = sorted(self.failures)

@@ -122,7 +122,8 @@ def open_logfile(env_used: Mapping[str, str] | None = None, prefix: str = DEFAUL
             LOGGER.warning("paramsurvey: cannot write the hidden logfile %s...: %s",
                            os.path.abspath(prefix), exc)
             return None
-        target, owns = os.fdopen(fd, "w", encoding="utf-8"), True
+        # a worker's exception may carry a lone surrogate: write it escaped rather than fail the record
+        target, owns = os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace"), True
     handler = logging.StreamHandler(target)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     handler.setLevel(logging.DEBUG)
