@@ -20,12 +20,13 @@ Nothing outlives the cluster, even when pytest is killed outright: the three dae
 - dies with the test process (Linux's parent-death signal), and stops everything as it goes;
 - is a child subreaper: slurmstepd daemonizes (its parent becomes PID 1 otherwise), so without it
   the jobs' processes would leave the guardian's process tree and escape the kill;
-- finds job processes a second way too: every job submitted with ``cluster.env`` inherits the
-  variable ``PSSLURM_DIR`` (sbatch exports the submitter's environment by default);
+- finds the cluster's processes a second way too: every job submitted with ``cluster.env``
+  inherits the variable ``PSSLURM_DIR`` (sbatch exports the submitter's environment by default),
+  the daemons name the dir in their command lines, and slurmstepd holds slurmd's log open;
 - removes the temp dir last.
 
 The daemons get a parent-death signal too, so a guardian killed outright takes them along, and the
-next cluster started sweeps whatever a dead guardian left (its dir, its token-bearing processes).
+next cluster started sweeps whatever a dead guardian left (its dir, its processes).
 """
 
 from __future__ import annotations
@@ -248,9 +249,9 @@ class SlurmCluster:
 
     def job_processes(self) -> list[psutil.Process]:
         """Every process of this cluster's jobs (and its slurmstepds): the guardian's descendants
-        but the daemons, and any process carrying the cluster's token."""
+        but the daemons, and any other process of the cluster (processes_of_cluster)."""
         daemons = set(self.daemon_pids())
-        found = {p.pid: p for p in processes_with_token(self.dir)}
+        found = {p.pid: p for p in processes_of_cluster(self.dir)}
         if self.guardian is not None:
             with contextlib.suppress(psutil.NoSuchProcess):
                 for p in psutil.Process(self.guardian.pid).children(recursive=True):
@@ -285,7 +286,7 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 self.guardian.kill()
                 self.guardian.wait()
-        left = [p for p in processes_with_token(self.dir) if p.pid != os.getpid()]
+        left = [p for p in processes_of_cluster(self.dir) if p.pid != os.getpid()]
         kill_all(left)
         shutil.rmtree(self.dir, ignore_errors=True)
         described = []
@@ -310,13 +311,26 @@ def _is_daemon_helper(p: psutil.Process) -> bool:
     return False
 
 
-def processes_with_token(d: str) -> list[psutil.Process]:
+def processes_of_cluster(d: str) -> list[psutil.Process]:
+    """Every live process of the cluster of dir ``d``, wherever it was reparented: it carries the
+    token (the jobs' processes, the daemons), names ``d`` in its command line (the daemons), or
+    holds a file open under it (slurmstepd: it wipes its environment, and writes slurmd's log)."""
     found = []
     for p in psutil.process_iter():
-        with contextlib.suppress(psutil.Error):
-            if p.environ().get(TOKEN) == d and _alive(p):
+        with contextlib.suppress(psutil.Error, OSError):
+            if _alive(p) and (p.environ().get(TOKEN) == d or any(d in part for part in p.cmdline())
+                              or _holds_file_under(p.pid, d)):
                 found.append(p)
     return found
+
+
+def _holds_file_under(pid: int, d: str) -> bool:
+    fds = f"/proc/{pid}/fd"
+    for fd in os.listdir(fds):
+        with contextlib.suppress(OSError):
+            if os.readlink(os.path.join(fds, fd)).startswith(d + "/"):
+                return True
+    return False
 
 
 def kill_all(procs: list[psutil.Process]) -> None:
@@ -339,7 +353,7 @@ def sweep_stale() -> None:
         except (OSError, ValueError):
             stale = time.time() - entry.stat().st_mtime > STALE_WITHOUT_PID_SECONDS
         if stale:
-            kill_all(processes_with_token(entry.path))
+            kill_all(processes_of_cluster(entry.path))
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
@@ -476,10 +490,12 @@ def _shutdown(d: str, daemons: dict[int, str]) -> None:
     with contextlib.suppress(Exception):
         _cancel_and_await_jobs()
     me = psutil.Process()
-    _terminate("jobs", _job_processes(me, d, daemons))
+    # scancel had its say (SIGTERM, then SIGKILL): whatever of the jobs is left now is killed,
+    # slurmstepd included, which ignores SIGTERM
+    _kill("jobs", _job_processes(me, d, daemons))
     for daemon in ("slurmd", "slurmctld", "munge"):
         _terminate(daemon, [p for p in me.children() if daemons.get(p.pid) == daemon])
-    _terminate("the rest", me.children(recursive=True) + processes_with_token(d))
+    _terminate("the rest", me.children(recursive=True) + processes_of_cluster(d))
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -499,14 +515,20 @@ def _cancel_and_await_jobs() -> None:
 
 
 def _job_processes(me: psutil.Process, d: str, daemons: dict[int, str]) -> list[psutil.Process]:
-    """Our descendants and the token's bearers, but the daemons and their own children (slurmd's
+    """Our descendants and the cluster's other processes, but the daemons and their children (slurmd's
     and slurmctld's helpers); slurmstepd is not among those: it daemonizes, and is adopted by us."""
     found = []
-    for p in me.children(recursive=True) + processes_with_token(d):
+    for p in me.children(recursive=True) + processes_of_cluster(d):
         with contextlib.suppress(psutil.NoSuchProcess):
             if p.pid not in daemons and p.ppid() not in daemons:
                 found.append(p)
     return found
+
+
+def _kill(what: str, procs: list[psutil.Process]) -> None:
+    procs = [p for p in procs if p.pid != os.getpid()]
+    print(f"guardian: {time.strftime('%H:%M:%S')} killing {what}: {[p.pid for p in procs]}", flush=True)
+    kill_all(procs)
 
 
 def _terminate(what: str, procs: list[psutil.Process]) -> None:
