@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # pytest's own per-test timeout turns any hang into a failure; the whole run is bounded too
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test test-slurm lint typecheck unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,13 @@ typecheck: $(VENV)/.test-stamp
 	$(BIN)/mypy src
 
 unit: $(VENV)/.test-stamp
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slurm" $(PYTEST_ARGS)
+
+# The tests against a real single-node Slurm: installs slurm-wlm and munge first when they are
+# missing (apt-get, as root), then starts a private Slurm on loopback for the tests.
+test-slurm: $(VENV)/.test-stamp
+	tools/install-slurm
+	$(BIN)/python -m pytest -m slurm $(PYTEST_ARGS)
 
 test: lint typecheck unit
 

@@ -16,6 +16,8 @@ import _slurm
 import psutil
 import pytest
 
+pytestmark = pytest.mark.slurm  # run by `make test-slurm`, which installs Slurm first
+
 # a deadlock guard for a job's whole life on an idle node (it starts within ~3 s)
 JOB_TIMEOUT = 60.0
 # how long what a SIGKILL orphans may take to follow it (parent-death signals, SIGTERM grace)
