@@ -557,7 +557,7 @@ class MultiprocessingBackend(Backend):
         elif kind == "hello":
             worker.pid = msg[1]
             self.stillborn = 0
-        elif kind == "load_error":  # the worker could not load the group it was sent next
+        elif kind == "load_error" and worker.tasks:  # it could not load the group it was sent next
             self._unloaded(worker.tasks.popleft(), msg[1], outcomes)
         elif kind == "setup_error":
             if msg[1] == self.map_id:
