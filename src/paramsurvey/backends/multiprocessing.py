@@ -78,9 +78,9 @@ MAX_LOAD_DEATHS = 2
 # Open files the driver holds per worker: the read end of its result pipe and the write end of its
 # group pipe (the slot's memfd is closed once mapped). Forking one briefly takes four more.
 FDS_PER_WORKER = 2
-# Workers alive at once, per worker asked for: each retiring worker's successor is forked early
-# (max_tasks_per_child), and dead workers keep their pipes until the zygote says how they died.
-WORKERS_PER_SLOT = 2
+# With max_tasks_per_child, workers alive at once per worker asked for: each retiring worker's
+# successor is forked early. (A dead worker's pipes are closed before its replacement is forked.)
+WORKERS_PER_SLOT_RETIRING = 2
 # Open files wanted beyond the workers' and those already open: the zygote's socket, a fork's
 # transient pipes, the logfile, a journal, the Ctrl-C wake pipe, and some for the user's own work.
 FD_HEADROOM = 64
@@ -234,10 +234,12 @@ def _open_fd_count() -> int:
     return 0  # pragma: no cover - FD_HEADROOM stands in for them
 
 
-def ensure_fd_room(nworkers: int, asked: int | None) -> None:
+def ensure_fd_room(nworkers: int, asked: int | None, retiring: bool) -> None:
     """Make room for nworkers' pipes under RLIMIT_NOFILE, raising the soft limit towards the hard one
     if needed; a ValueError naming ncores and the limit, before any fork, if they cannot fit."""
-    need = _open_fd_count() + FDS_PER_WORKER * WORKERS_PER_SLOT * nworkers + FD_HEADROOM
+    alive = nworkers * (WORKERS_PER_SLOT_RETIRING if retiring else 1)
+    workers_fds = FDS_PER_WORKER * alive + FD_HEADROOM
+    need = _open_fd_count() + workers_fds
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or need <= soft:
         return
@@ -247,7 +249,9 @@ def ensure_fd_room(nworkers: int, asked: int | None) -> None:
             f"{named} is more worker processes than this process may open files for: they need about "
             f"{need} open files, and its limit is {hard} (RLIMIT_NOFILE, see `ulimit -Hn`). Use fewer "
             "workers, or raise the limit.")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    # on top of the old limit, so the program keeps the room it had for its own files
+    raised = soft + workers_fds if hard == resource.RLIM_INFINITY else min(hard, soft + workers_fds)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
 
 
 def _kill_process_group(pid: int) -> None:
@@ -290,7 +294,7 @@ class MultiprocessingBackend(Backend):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.nworkers = resolve_ncores(settings.ncores)
-        ensure_fd_room(self.nworkers, settings.ncores)
+        ensure_fd_room(self.nworkers, settings.ncores, settings.max_tasks_per_child is not None)
         self.max_tasks = settings.max_tasks_per_child
         self.zygote: subprocess.Popen[bytes] | None = None
         self.ctrl: socket.socket | None = None
@@ -445,17 +449,9 @@ class MultiprocessingBackend(Backend):
         """The 'run' message of a group, pickled. Psets that cannot be pickled become failures of
         their own (handed over by the next poll) and the rest of the group travels."""
         try:
-            data = self._run_message(task, pickle.dumps)
-        except Exception:  # rare: the careful path, pset by pset
-            return self._pickle_run_carefully(task)
-        if MAIN_MODULE in data:
-            try:
-                data = self._run_message(task, cloudpickle.dumps)
-            except Exception:  # pragma: no cover - cloudpickle takes what pickle takes
-                pass
-        return task, data
-
-    def _pickle_run_carefully(self, task: Task) -> tuple[Task, bytes] | None:
+            return task, self._run_message(task)
+        except Exception:  # rare: find the culprits, pset by pset
+            pass
         keep: list[int] = []
         for i, pset in enumerate(task.psets):
             reason = _why_unpicklable(pset)
@@ -467,17 +463,22 @@ class MultiprocessingBackend(Backend):
                 self.ready.append(GroupDone(alone, failed_group([position], [pset], reason, self.want_digests)))
         if not keep:
             return None
-        if len(keep) < len(task.positions):
-            task = Task(task.task_id, [task.positions[i] for i in keep], [task.psets[i] for i in keep],
-                        task.attempt)
-        try:
-            return task, self._run_message(task, pickle.dumps)
-        except Exception:  # values only cloudpickle handles (lambdas, local classes): the worker has it
-            return task, self._run_message(task, cloudpickle.dumps)
+        rest = Task(task.task_id, [task.positions[i] for i in keep], [task.psets[i] for i in keep], task.attempt)
+        return rest, self._run_message(rest)
 
-    def _run_message(self, task: Task, dumps: Any) -> bytes:
-        data: bytes = dumps(("run", task.task_id, self.map_id, task.positions, task.psets, task.attempt),
-                            protocol=pickle.HIGHEST_PROTOCOL)
+    def _run_message(self, task: Task) -> bytes:
+        """pickle, the fast way; cloudpickle for values only it takes (lambdas, local classes) and for
+        values of the script's own classes (which pickle names by reference to __main__)."""
+        msg = ("run", task.task_id, self.map_id, task.positions, task.psets, task.attempt)
+        try:
+            data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            return cloudpickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        if MAIN_MODULE in data:
+            try:
+                return cloudpickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:  # pragma: no cover - cloudpickle takes what pickle takes
+                pass
         return data
 
     # -- outcomes ---------------------------------------------------------------------------
