@@ -123,8 +123,12 @@ def _child_pids() -> list[int]:
 
 
 def _child_pids_by_scan(parent: int) -> list[int]:  # pragma: no cover - see _child_pids
-    found = []
-    for entry in os.listdir("/proc"):
+    found: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc (macOS): no subreaper there either, so no orphan comes to us
+        return found
+    for entry in entries:
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as f:
@@ -135,6 +139,37 @@ def _child_pids_by_scan(parent: int) -> list[int]:  # pragma: no cover - see _ch
             if int(fields[1]) == parent:
                 found.append(int(entry))
     return found
+
+
+# waitid(WNOWAIT) finds an ended child without reaping it (CPython offers no os.waitid on macOS).
+CAN_PEEK = hasattr(os, "waitid") and hasattr(os, "WNOWAIT")
+
+
+def _collect_ended(workers: set[int]) -> list[tuple[int, int]]:
+    """(pid, wait status) of every child that ended, reaped. A worker's process group is killed
+    first, where the system allows while its zombie still holds the group's id (which then cannot be
+    reused meanwhile); elsewhere just after (the id lives on while any member of the group does)."""
+    ended = []
+    while True:
+        try:
+            if CAN_PEEK:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                if info is None:
+                    break
+                pid = info.si_pid
+                if pid in workers:
+                    _kill_group(pid)
+                _, status = os.waitpid(pid, 0)  # a zombie: this does not block
+            else:  # pragma: no cover - macOS
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                if pid in workers:
+                    _kill_group(pid)
+        except ChildProcessError:
+            break
+        ended.append((pid, status))
+    return ended
 
 
 def _kill(pid: int) -> None:
@@ -204,25 +239,11 @@ class Zygote:
                 os._exit(code)
 
     def reap(self) -> None:
-        """Collect every child that ended. A worker's group is killed while its zombie still holds
-        the group's id (so that the id cannot be reused meanwhile), and the worker is reported. Once
-        a worker has ended, or an orphan killed here (whose children then come to the zygote), the
-        orphans no live worker owns are killed."""
+        """Collect every child that ended and report the workers; then, once a worker has ended or
+        an orphan killed here (whose children then come to the zygote), kill the orphans no live
+        worker owns."""
         sweep = False
-        while True:
-            try:
-                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                break
-            if info is None:
-                break
-            pid = info.si_pid
-            if pid in self.workers:
-                _kill_group(pid)
-            try:
-                _, status = os.waitpid(pid, 0)  # a zombie: this does not block
-            except ChildProcessError:  # pragma: no cover - reaped meanwhile
-                continue
+        for pid, status in _collect_ended(self.workers):
             if pid in self.workers:
                 self.workers.discard(pid)
                 self.report(("exit", pid, status))
