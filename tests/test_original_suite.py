@@ -73,11 +73,6 @@ EXPECTED_FAILURES = {
     "test/unit/test_params.py::test_add_column": "0.4.21 fails it too with today's pandas: its own "
                                                  "_infer_category makes this 8-row int column a category "
                                                  "(32 bytes instead of 64), as ours does",
-    # -- not a deliberate difference: a bug of this package, in another module --------------------
-    f"{INTEGRATION}/test-multiprocessing-failure.py::test_multiprocessing_error_callback": (
-        "a pset that cannot be pickled (it holds sys.stdout) makes the multiprocessing backend raise "
-        "TypeError from map() instead of failing that pset alone, as Ray and Dask do: to be fixed in "
-        "backends/multiprocessing.py, then this entry removed"),
 }
 # 0.4.21's own skip and xfail marks: skipped there as here
 EXPECTED_SKIPS = {

@@ -65,7 +65,8 @@ def usable_cores() -> int:
 
 
 def resolve_ncores(ncores: int | None) -> int:
-    """ncores as SPEC §3 says: None or 0 = all usable; negative = leave that many free (at least 1)."""
+    """The worker count ncores asks for: None or 0 = all usable cores; negative = leave that many free
+    (at least 1 worker)."""
     usable = usable_cores()
     if not ncores:
         return usable
