@@ -28,15 +28,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import logfile
+from . import _logfile
+from ._clock import ReportClock
 from ._columns import ColumnAccumulator
 from ._config import Settings
+from ._progress import Counters, ProgressReporter
 from ._psets import PsetSource
+from ._results import MISSING_COLUMNS, MapResults
 from ._worker import GroupResult, MapContext
 from .backends.base import IN_PROCESS, Backend, GroupDone, PsetLost, Task
 from .exceptions import Interrupted
-from .progress import Counters, ProgressReporter
-from .results import MISSING_COLUMNS, MapResults
 from .stats import PerfStats
 
 log = logging.getLogger("paramsurvey")
@@ -66,8 +67,11 @@ class Survey:
         self.retry_queue: deque[tuple[int, dict[str, Any], int]] = deque()
         self.journal = journal
         self.counters = Counters(total=len(source))
-        self.reporter = ProgressReporter(settings.name, settings.verbose, settings.progress_dt, carbon)
-        self.stats = PerfStats(vstats=settings.vstats, verbose=settings.verbose)
+        # one clock for every periodic report: the loop waits until the next one is due
+        self.clock = ReportClock()
+        self.reporter = ProgressReporter(settings.name, settings.verbose, settings.progress_dt, carbon,
+                                         clock=self.clock)
+        self.stats = PerfStats(vstats=settings.vstats, verbose=settings.verbose, clock=self.clock)
         self.accumulator = ColumnAccumulator()
         self.failures: dict[int, tuple[str, str, str]] = {}
         self.done = np.zeros(len(source), dtype=bool)
@@ -178,7 +182,7 @@ class Survey:
                 backend.submit(task)
             if not backend.busy() and not self.retry_queue and self.cursor >= len(self.todo):
                 return
-            for outcome in backend.poll(self.reporter.next_due()):
+            for outcome in backend.poll(self.clock.next_due()):
                 if isinstance(outcome, GroupDone):
                     self._on_group(outcome.result, outcome.task.attempt)
                 else:
@@ -260,7 +264,7 @@ class Survey:
         log.info("%s: pset %d failed (%s): %s", name, position, status, exc)
         if tb and not self.traceback_hint_given and self.settings.verbose == 1:
             self.traceback_hint_given = True  # once per map: every note would say the same
-            path = logfile.logfile_path()
+            path = _logfile.logfile_path()
             where = f"in {path} and in" if path else "in"
             log.info("%s: each failure's traceback is %s results.missing['_traceback']", name, where)
         pset = lost.pset if lost is not None else None
