@@ -41,7 +41,7 @@ _LAZY = {
     "MapResults": "._results", "MissingPsets": "._results", "MapProgress": "._progress", "PerfStats": ".stats",
 }
 # The documented modules, loaded on first use, and the console entry point paramsurvey.cli:main.
-# Every other module is private (a leading underscore), but the runnable paramsurvey.examples.
+# The other modules are internal (a leading underscore, but for the backends package).
 _SUBMODULES = ("cli", "journal", "params", "stats", "utils")
 
 __all__ = [
