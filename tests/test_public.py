@@ -29,8 +29,9 @@ PUBLIC = [
     "journal", "params", "stats", "utils",
 ]
 # paramsurvey.<x> in the documents that is not Python API: graphite metric paths
-# (docs/monitoring.md) and the example programs, run with `python -m paramsurvey.examples.<name>`
-NOT_API = {"sweep1", "examples"}
+# (docs/monitoring.md), the example programs, run with `python -m paramsurvey.examples.<name>`, and
+# the console entry point paramsurvey.cli:main (the `paramsurvey` command)
+NOT_API = {"sweep1", "examples", "cli"}
 PRIVATE_NOW = ("logfile", "carbon", "progress", "results")
 
 
