@@ -20,7 +20,7 @@ import pytest
 import whisper
 
 import paramsurvey
-from paramsurvey.carbon import CarbonSender, encode, metric_path
+from paramsurvey._carbon import CarbonSender, encode, metric_path
 
 WAIT = 30.0  # deadlock guard only: carbon starts in ~1 s and writes its files within ~2 s
 
@@ -285,7 +285,7 @@ def test_send_never_blocks_and_close_is_brief():
         assert not sender._thread.is_alive()
         # CLOSE_FLUSH (1 s) and the cut-off (0.2 s); a loaded machine may add seconds, but a close
         # that waited for the stuck send's own timeout would take SEND_TIMEOUT (5 s) or more
-        from paramsurvey.carbon import SEND_TIMEOUT
+        from paramsurvey._carbon import SEND_TIMEOUT
 
         assert closing < SEND_TIMEOUT - 0.5
     finally:

@@ -342,7 +342,7 @@ def test_dict_of_scalars_is_refused_naming_the_key():
 
 
 def test_empty_carbon_prefix_means_no_prefix():
-    from paramsurvey.carbon import CarbonSender
+    from paramsurvey._carbon import CarbonSender
 
     assert resolve({"carbon_prefix": ""}, {}, {}).carbon_prefix == ""
     assert resolve({}, {}, {}).carbon_prefix == "paramsurvey"

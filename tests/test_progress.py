@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from paramsurvey import progress
-from paramsurvey.progress import FASTEST, Counters, MapProgress, ProgressReporter
+from paramsurvey import _progress as progress
+from paramsurvey._progress import FASTEST, Counters, MapProgress, ProgressReporter
 
 
 class FakeClock:

@@ -17,23 +17,36 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import BackendError, BackendNotInstalled, Interrupted, JournalError, ParamsurveyError
+from .exceptions import (
+    ArgumentError,
+    ArgumentTypeError,
+    BackendError,
+    BackendNotInstalled,
+    Interrupted,
+    JournalError,
+    ParamsurveyError,
+    UsageError,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import params, stats, utils  # noqa: F401
+    from . import journal, params, stats, utils  # noqa: F401
     from ._api import backend, current_core_count, current_resources, finalize, init, map  # noqa: F401
-    from .progress import MapProgress  # noqa: F401
-    from .results import MapResults, MissingPsets  # noqa: F401
+    from ._progress import MapProgress  # noqa: F401
+    from ._results import MapResults, MissingPsets  # noqa: F401
     from .stats import PerfStats  # noqa: F401
 
 _LAZY = {
     "init": "._api", "map": "._api", "finalize": "._api", "backend": "._api",
     "current_core_count": "._api", "current_resources": "._api",
-    "MapResults": ".results", "MissingPsets": ".results", "MapProgress": ".progress", "PerfStats": ".stats",
+    "MapResults": "._results", "MissingPsets": "._results", "MapProgress": "._progress", "PerfStats": ".stats",
 }
-_SUBMODULES = ("params", "stats", "utils", "results", "progress", "journal", "carbon", "cli")
+# The documented modules, loaded on first use, and the console entry point paramsurvey.cli:main.
+# The other modules are internal (a leading underscore, but for the backends package).
+_SUBMODULES = ("cli", "journal", "params", "stats", "utils")
 
 __all__ = [
+    "ArgumentError",
+    "ArgumentTypeError",
     "BackendError",
     "BackendNotInstalled",
     "Interrupted",
@@ -43,11 +56,13 @@ __all__ = [
     "MissingPsets",
     "ParamsurveyError",
     "PerfStats",
+    "UsageError",
     "backend",
     "current_core_count",
     "current_resources",
     "finalize",
     "init",
+    "journal",
     "map",
     "params",
     "stats",

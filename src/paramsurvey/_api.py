@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import _config, logfile
+from . import _config, _logfile
 from ._config import Settings
 from ._engine import Survey
 from ._psets import PsetSource
+from ._results import MapResults
 from .backends import create
 from .backends.base import TIMEOUT, Backend
-from .results import MapResults
+from .exceptions import ArgumentError, ArgumentTypeError, UsageError
 
 log = logging.getLogger("paramsurvey")
 
@@ -54,7 +55,7 @@ def _forget_parent_session() -> None:
         _inherited_backends.append(_session.backend)
         _session.backend = None  # init_kwargs stay: the child's own backend gets the same settings
     _session.map_lock = threading.Lock()  # a map running in another parent thread is not ours
-    logfile.forget_in_child()
+    _logfile.forget_in_child()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows
@@ -95,10 +96,10 @@ def init(**kwargs: Any) -> None:
     merged = {**_session.init_kwargs, **kwargs} if _session.backend is not None else kwargs
     settings = _config.resolve(merged)
     if _session.backend is not None and _session.backend.name != settings.backend:
-        raise RuntimeError(f"paramsurvey is already initialized with the {_session.backend.name} backend; "
+        raise UsageError(f"paramsurvey is already initialized with the {_session.backend.name} backend; "
                            f"call paramsurvey.finalize() before init(backend={settings.backend!r})")
-    logfile.set_verbose(settings.verbose)  # first: verbose=0 must silence the logfile's own notices
-    logfile.open_logfile(settings.env_used, settings.pslogger_prefix, settings.pslogger_fd)
+    _logfile.set_verbose(settings.verbose)  # first: verbose=0 must silence the logfile's own notices
+    _logfile.open_logfile(settings.env_used, settings.pslogger_prefix, settings.pslogger_fd)
     _limit_omp_threads(settings.backend)
     if _session.backend is not None:
         _session.init_kwargs = merged
@@ -137,7 +138,7 @@ def finalize() -> None:
         if backend is not None:
             backend.shutdown()
     finally:
-        logfile.close_logfile()  # the run is over: its logfile gets its end time
+        _logfile.close_logfile()  # the run is over: its logfile gets its end time
 
 
 def _current() -> Backend:
@@ -188,10 +189,10 @@ def map(func: Callable[..., Any], psets: Any, **kwargs: Any) -> MapResults:
     [2, 4]
     """
     if not callable(func):
-        raise TypeError(f"the worker function must be callable, not {type(func).__name__}")
+        raise ArgumentTypeError(f"the worker function must be callable, not {type(func).__name__}")
     _config.check_map_kwargs(kwargs)
     if not _session.map_lock.acquire(blocking=False):
-        raise RuntimeError("paramsurvey.map() is already running in this process (another thread, or an "
+        raise UsageError("paramsurvey.map() is already running in this process (another thread, or an "
                            "out_func): one map() at a time; call it again once that one has returned")
     try:
         return _map(func, psets, kwargs)
@@ -203,11 +204,11 @@ def _map(func: Callable[..., Any], psets: Any, kwargs: dict[str, Any]) -> MapRes
     backend = _current()
     settings = _config.resolve({**_session.init_kwargs, "backend": backend.name}, kwargs)
     if settings.timeout is not None and TIMEOUT not in backend.capabilities:
-        raise ValueError(f"timeout= is not supported by the {backend.name} backend: it cannot stop one pset "
+        raise ArgumentError(f"timeout= is not supported by the {backend.name} backend: it cannot stop one pset "
                          "without stopping the survey (use the multiprocessing backend)")
     sys.stdout.flush()
     sys.stderr.flush()
-    logfile.set_verbose(settings.verbose)
+    _logfile.set_verbose(settings.verbose)
     with _warnings_to_log(settings.verbose):
         source = PsetSource(psets, settings.limit)
         return _run(backend, settings, func, source)
@@ -252,7 +253,7 @@ def _warnings_to_log(verbose: int) -> Iterator[None]:
 def _carbon_for(settings: Settings) -> Any:
     if not settings.carbon_server:
         return None
-    from .carbon import CarbonSender
+    from ._carbon import CarbonSender
 
     return CarbonSender(settings.carbon_server, settings.carbon_port, settings.carbon_prefix)
 

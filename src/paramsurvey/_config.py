@@ -1,8 +1,8 @@
 """Settings: every knob of init() and map(), resolved once, in one place.
 
 Precedence (SPEC §3): environment variable > map() kwarg > init() kwarg > default.
-An environment value is converted to the knob's type; one that does not convert is a ValueError
-naming the variable and the accepted form. An empty variable is ignored.
+An environment value is converted to the knob's type; one that does not convert is an ArgumentError
+(a ValueError) naming the variable and the accepted form. An empty variable is ignored.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .exceptions import ArgumentError, ArgumentTypeError
 
 BACKENDS = ("multiprocessing", "ray", "dask", "serial")
 
@@ -31,9 +33,9 @@ class Knob:
 
 def _int(value: Any) -> int:
     if isinstance(value, bool):
-        raise ValueError("a bool is not an int")
+        raise ArgumentError("a bool is not an int")
     if isinstance(value, float) and not value.is_integer():
-        raise ValueError("not a whole number")
+        raise ArgumentError("not a whole number")
     return int(value)
 
 
@@ -62,7 +64,7 @@ def _bool(value: Any) -> bool:
             return True
         if low in FALSE_WORDS:
             return False
-        raise ValueError("not a boolean")
+        raise ArgumentError("not a boolean")
     return bool(value)
 
 
@@ -157,7 +159,7 @@ OWN_OPTIONS: dict[str, Mapping[str, str]] = {"multiprocessing": POOL_ALIASES, "s
 def _check_unknown(kwargs: Mapping[str, Any], where: str) -> None:
     for key in kwargs:
         if key not in KNOBS and key not in BACKENDS:
-            raise TypeError(f"{where}() got an unexpected keyword argument {key!r}")
+            raise ArgumentTypeError(f"{where}() got an unexpected keyword argument {key!r}")
 
 
 def _check_own_options(kwargs: Mapping[str, Any], where: str) -> None:
@@ -167,15 +169,15 @@ def _check_own_options(kwargs: Mapping[str, Any], where: str) -> None:
         if given is None:
             continue
         if not isinstance(given, Mapping):
-            raise TypeError(f"{backend}= must be a dict of options for the {backend} backend, "
+            raise ArgumentTypeError(f"{backend}= must be a dict of options for the {backend} backend, "
                             f"not {type(given).__name__}")
         for key in given:
             if key not in aliases:
                 accepted = ", ".join(map(repr, aliases)) if aliases else "no options"
-                raise TypeError(f"{where}() got an unexpected key {key!r} in {backend}={{...}}: "
+                raise ArgumentTypeError(f"{where}() got an unexpected key {key!r} in {backend}={{...}}: "
                                 f"the {backend} backend takes {accepted}")
             if where == "map":
-                raise ValueError(f"{backend}={{{key!r}: ...}} can only be passed to init(), not to map()")
+                raise ArgumentError(f"{backend}={{{key!r}: ...}} can only be passed to init(), not to map()")
 
 
 def split_init_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,7 +185,7 @@ def split_init_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     _check_unknown(kwargs, "init")
     for key in kwargs:
         if key in KNOBS and KNOBS[key].scope == MAP:
-            raise ValueError(f"{key} is an argument of map(), not of init()")
+            raise ArgumentError(f"{key} is an argument of map(), not of init()")
     _check_own_options(kwargs, "init")
     return dict(kwargs)
 
@@ -192,7 +194,7 @@ def check_map_kwargs(kwargs: Mapping[str, Any]) -> None:
     _check_unknown(kwargs, "map")
     for key in kwargs:
         if key in KNOBS and KNOBS[key].scope == INIT:
-            raise ValueError(f"{key} can only be passed to init(), not to map()")
+            raise ArgumentError(f"{key} can only be passed to init(), not to map()")
     _check_own_options(kwargs, "map")
 
 
@@ -206,7 +208,7 @@ def _from_env(knob: Knob, environ: Mapping[str, str]) -> tuple[bool, Any]:
     try:
         return True, knob.kind(raw.strip())
     except (TypeError, ValueError):
-        raise ValueError(
+        raise ArgumentError(
             f"environment variable {knob.env}={raw!r} is not valid: expected {knob.form}"
         ) from None
 
@@ -236,7 +238,7 @@ def resolve(init_kwargs: Mapping[str, Any], map_kwargs: Mapping[str, Any] | None
         given = source.get(backend)
         if given is not None:
             if not isinstance(given, Mapping):
-                raise TypeError(f"{backend}= must be a dict of options for the {backend} backend")
+                raise ArgumentTypeError(f"{backend}= must be a dict of options for the {backend} backend")
             options.update(given)
     if backend == "multiprocessing":
         _fold_pool_options(values, init_kwargs, options, env_used)
@@ -260,7 +262,7 @@ def _fold_pool_options(values: dict[str, Any], init_kwargs: Mapping[str, Any], o
         given = options.pop(key)
         explicit = init_kwargs.get(target)
         if explicit is not None and given is not None and not _same(explicit, given):
-            raise ValueError(f"{target}={explicit!r} and multiprocessing={{{key!r}: {given!r}}} disagree: "
+            raise ArgumentError(f"{target}={explicit!r} and multiprocessing={{{key!r}: {given!r}}} disagree: "
                              "give one of them")
         knob = KNOBS[target]
         if given is not None and not (knob.env is not None and knob.env in env_used):
@@ -282,34 +284,34 @@ def _named(name: str, value: Any, env_used: Mapping[str, str]) -> str:
 def _validate(v: dict[str, Any], env_used: Mapping[str, str] | None = None) -> None:
     env_used = env_used or {}
     if v["backend"] not in BACKENDS:
-        raise ValueError(f"unknown backend {v['backend']!r}: choose one of {', '.join(BACKENDS)}")
+        raise ArgumentError(f"unknown backend {v['backend']!r}: choose one of {', '.join(BACKENDS)}")
     for name in ("verbose", "vstats", "limit", "retries", "carbon_port", "seed"):
         try:
             v[name] = _int(v[name])
         except (TypeError, ValueError):
-            raise TypeError(f"{name} must be an integer, not {v[name]!r}") from None
+            raise ArgumentTypeError(f"{name} must be an integer, not {v[name]!r}") from None
     for name, (low, high) in INT_RANGES.items():
         if not low <= v[name] <= high:
-            raise ValueError(f"{_named(name, v[name], env_used)} is out of range: {name} must be "
+            raise ArgumentError(f"{_named(name, v[name], env_used)} is out of range: {name} must be "
                              f"{low}-{high}")
     if v["retries"] < 0:
-        raise ValueError(f"retries must be >= 0, not {v['retries']}")
+        raise ArgumentError(f"retries must be >= 0, not {v['retries']}")
     for name in ("ncores", "max_tasks_per_child", "group_size", "out_subdirs"):
         if v[name] is not None:
             try:
                 v[name] = _int(v[name])
             except (TypeError, ValueError):
-                raise TypeError(f"{name} must be an integer or None, not {v[name]!r}") from None
+                raise ArgumentTypeError(f"{name} must be an integer or None, not {v[name]!r}") from None
     if v["max_tasks_per_child"] == 0:  # 0.4.x's spelling of "never replace a worker"
         v["max_tasks_per_child"] = None
     for name in ("max_tasks_per_child", "group_size", "out_subdirs"):
         if v[name] is not None and v[name] <= 0:
-            raise ValueError(f"{name} must be a positive integer, not {v[name]}")
+            raise ArgumentError(f"{name} must be a positive integer, not {v[name]}")
     _validate_seconds(v)
     for name in ("keep_results", "rerun_failed", "extend_journal"):
         v[name] = _real_bool(name, v[name])
     if v["out_func"] is not None and not callable(v["out_func"]):
-        raise TypeError(f"out_func must be callable, not {type(v['out_func']).__name__}")
+        raise ArgumentTypeError(f"out_func must be callable, not {type(v['out_func']).__name__}")
     _validate_initializer(v)
     _validate_paths(v)
     _validate_logger(v)
@@ -324,26 +326,26 @@ def _validate_seconds(v: dict[str, Any]) -> None:
             try:
                 v[name] = float(v[name])
             except (TypeError, ValueError):
-                raise TypeError(f"{name} must be a number of seconds, not {v[name]!r}") from None
+                raise ArgumentTypeError(f"{name} must be a number of seconds, not {v[name]!r}") from None
     if v["timeout"] is not None and not v["timeout"] > 0:
-        raise ValueError(f"timeout must be > 0 seconds, not {v['timeout']}")
+        raise ArgumentError(f"timeout must be > 0 seconds, not {v['timeout']}")
     # progress_dt=0 is 0.4.x's "report on every change" (still throttled by the progress module)
     if v["progress_dt"] is not None and not v["progress_dt"] >= 0:
-        raise ValueError(f"progress_dt must be >= 0 seconds, not {v['progress_dt']}")
+        raise ArgumentError(f"progress_dt must be >= 0 seconds, not {v['progress_dt']}")
 
 
 def _real_bool(name: str, value: Any) -> bool:
     # a string such as 'no' is truthy in Python: guessing would do the opposite of what was meant
     if isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")):
         return bool(value)
-    raise TypeError(f"{name} must be True or False, not {value!r}")
+    raise ArgumentTypeError(f"{name} must be True or False, not {value!r}")
 
 
 def _validate_initializer(v: dict[str, Any]) -> None:
     if v["initializer"] is not None and not callable(v["initializer"]):
-        raise TypeError(f"init(initializer=...) must be callable, not {type(v['initializer']).__name__}")
+        raise ArgumentTypeError(f"init(initializer=...) must be callable, not {type(v['initializer']).__name__}")
     if not isinstance(v["initargs"], (tuple, list)):
-        raise TypeError("init(initargs=...) must be a tuple or list of the initializer's arguments, "
+        raise ArgumentTypeError("init(initargs=...) must be a tuple or list of the initializer's arguments, "
                         f"not {type(v['initargs']).__name__}")
     v["initargs"] = tuple(v["initargs"])
 
@@ -352,18 +354,18 @@ def _validate_paths(v: dict[str, Any]) -> None:
     if v["chdir"] is not None:
         v["chdir"] = os.path.abspath(os.fspath(v["chdir"]))
         if not os.path.isdir(v["chdir"]):
-            raise ValueError(f"chdir={v['chdir']!r} is not a directory")
+            raise ArgumentError(f"chdir={v['chdir']!r} is not a directory")
     if v["journal"] is not None:
         if not os.fspath(v["journal"]).strip():
             # abspath('') is the current directory, which would become a journal
-            raise ValueError(f"journal={v['journal']!r} is not a path: give a file path, or None for no journal")
+            raise ArgumentError(f"journal={v['journal']!r} is not a path: give a file path, or None for no journal")
         v["journal"] = os.path.abspath(os.fspath(v["journal"]))
 
 
 def _validate_logger(v: dict[str, Any]) -> None:
     if not isinstance(v["pslogger_prefix"], (str, os.PathLike)):
-        raise TypeError(f"pslogger_prefix must be a string, not {type(v['pslogger_prefix']).__name__}")
+        raise ArgumentTypeError(f"pslogger_prefix must be a string, not {type(v['pslogger_prefix']).__name__}")
     v["pslogger_prefix"] = os.fspath(v["pslogger_prefix"])
     if v["pslogger_fd"] is not None and not callable(getattr(v["pslogger_fd"], "write", None)):
-        raise TypeError(f"pslogger_fd must be an open text stream (with write()), "
+        raise ArgumentTypeError(f"pslogger_fd must be an open text stream (with write()), "
                         f"not {type(v['pslogger_fd']).__name__}")

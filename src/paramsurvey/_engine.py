@@ -10,6 +10,42 @@
 Group size is automatic unless given: each group should run about ``backend.target_group_seconds``
 (measured from the psets' own durations), and no group may be larger than a fair share of what is
 left, so that every worker stays busy to the end (guided self-scheduling: no straggler at the tail).
+
+The actors of one map in the driver process, and what each one touches:
+
+The driver loop (:meth:`Survey._loop`, the thread that called ``map()``) is the only one that touches
+the survey's state. It reads the backend's outcomes (``poll()``, which waits at most until the
+:class:`~paramsurvey._clock.ReportClock` says the next report is due, never more than its heartbeat),
+the interrupt flag, and the psets. It writes the tasks it submits, the counters, the result columns,
+the failures, the statistics, the progress display and logfile (:meth:`ProgressReporter.tick`,
+:meth:`PerfStats.report`), and calls ``out_func``; to the journal and to graphite it only hands
+outcomes and points, never waiting on a disk or a network. It ends when every pset has an outcome
+and the backend is idle; or at the interrupt flag (the backend cancels what runs, the rest is
+``cancelled``, and :class:`Interrupted` carries the partial results); or on an error, after closing
+the live bar and cancelling the backend. ``end_map()`` runs however it ends; unless by an error, the
+results are then assembled from what it recorded.
+
+The journal's writer thread (``paramsurvey-journal``, one per map with ``journal=``) reads the
+outcomes the loop appends to its pending list (under its own mutex) and writes Parquet part files
+and the journal's metadata, fsync'd: a finished pset is on disk within half a second (plus one
+write). It ends at ``journal.close()`` (the loop's end, or ``map()`` when the survey failed): it
+writes what is left, finishes the metadata and releases the journal's lock while the results are
+assembled; ``map()`` waits for that last write before it returns. A journal never closed (a map that
+failed before its loop) is closed by an atexit hook.
+
+The carbon sender thread (``paramsurvey-carbon``, one per map with ``carbon_server=``) reads the
+points each progress report queues (a bounded queue: the oldest make way, the loop never blocks)
+and writes them to the carbon server's socket, reconnecting every 10 s after an outage. It ends when
+``map()`` calls ``close()`` after the survey, whatever happened to it: the last points get at most
+a second to leave, then a stuck socket is shut.
+
+The SIGINT handler (installed by :meth:`Survey._sigint_guard` around ``begin_map()`` and the loop,
+in the main thread, when Ctrl-C still has Python's default handler) reads only whether an interrupt
+came before; it writes the interrupt flag and one byte to the wake pipe, whose read end the
+backend's ``poll()`` waits on beside its workers, so the loop wakes at once and stops between two
+outcomes, never in the middle of recording one. A second Ctrl-C, or one on an in-process backend
+(serial: the psets run inside the loop's own ``poll()``), raises ``KeyboardInterrupt`` at once
+instead. It ends with the loop: the previous handler is restored and the wake pipe closed.
 """
 
 from __future__ import annotations
@@ -28,15 +64,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import logfile
+from . import _logfile
+from ._clock import ReportClock
 from ._columns import ColumnAccumulator
 from ._config import Settings
+from ._progress import Counters, ProgressReporter
 from ._psets import PsetSource
+from ._results import MISSING_COLUMNS, MapResults
 from ._worker import GroupResult, MapContext
 from .backends.base import IN_PROCESS, Backend, GroupDone, PsetLost, Task
 from .exceptions import Interrupted
-from .progress import Counters, ProgressReporter
-from .results import MISSING_COLUMNS, MapResults
 from .stats import PerfStats
 
 log = logging.getLogger("paramsurvey")
@@ -66,8 +103,11 @@ class Survey:
         self.retry_queue: deque[tuple[int, dict[str, Any], int]] = deque()
         self.journal = journal
         self.counters = Counters(total=len(source))
-        self.reporter = ProgressReporter(settings.name, settings.verbose, settings.progress_dt, carbon)
-        self.stats = PerfStats(vstats=settings.vstats, verbose=settings.verbose)
+        # one clock for every periodic report: the loop waits until the next one is due
+        self.clock = ReportClock()
+        self.reporter = ProgressReporter(settings.name, settings.verbose, settings.progress_dt, carbon,
+                                         clock=self.clock)
+        self.stats = PerfStats(vstats=settings.vstats, verbose=settings.verbose, clock=self.clock)
         self.accumulator = ColumnAccumulator()
         self.failures: dict[int, tuple[str, str, str]] = {}
         self.done = np.zeros(len(source), dtype=bool)
@@ -178,7 +218,7 @@ class Survey:
                 backend.submit(task)
             if not backend.busy() and not self.retry_queue and self.cursor >= len(self.todo):
                 return
-            for outcome in backend.poll(self.reporter.next_due()):
+            for outcome in backend.poll(self.clock.next_due()):
                 if isinstance(outcome, GroupDone):
                     self._on_group(outcome.result, outcome.task.attempt)
                 else:
@@ -260,7 +300,7 @@ class Survey:
         log.info("%s: pset %d failed (%s): %s", name, position, status, exc)
         if tb and not self.traceback_hint_given and self.settings.verbose == 1:
             self.traceback_hint_given = True  # once per map: every note would say the same
-            path = logfile.logfile_path()
+            path = _logfile.logfile_path()
             where = f"in {path} and in" if path else "in"
             log.info("%s: each failure's traceback is %s results.missing['_traceback']", name, where)
         pset = lost.pset if lost is not None else None

@@ -418,7 +418,7 @@ class Journal:
 
     # -- metadata -----------------------------------------------------------------------------
     def _write_provenance(self) -> None:
-        from .logfile import provenance
+        from ._logfile import provenance
 
         run = self.meta["runs"][-1]
         info = provenance(run.pop("env_used", None))

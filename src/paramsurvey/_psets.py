@@ -16,17 +16,18 @@ import numpy as np
 import pandas as pd
 
 from ._columns import frame_from_records
+from .exceptions import ArgumentError, ArgumentTypeError
 
 
 def check_key(key: Any, where: str) -> None:
     if not isinstance(key, str):
-        raise ValueError(f"pset key {key!r} ({where}) is not a string; pset keys must be strings")
+        raise ArgumentError(f"pset key {key!r} ({where}) is not a string; pset keys must be strings")
     if not key.isidentifier():
-        raise ValueError(f"pset key {key!r} ({where}) is not a Python identifier")
+        raise ArgumentError(f"pset key {key!r} ({where}) is not a Python identifier")
     if keyword.iskeyword(key):
-        raise ValueError(f"pset key {key!r} ({where}) is a Python keyword")
+        raise ArgumentError(f"pset key {key!r} ({where}) is a Python keyword")
     if key.startswith("_"):
-        raise ValueError(f"pset key {key!r} ({where}) starts with '_', which is reserved for "
+        raise ArgumentError(f"pset key {key!r} ({where}) starts with '_', which is reserved for "
                          "paramsurvey's own columns")
 
 
@@ -44,7 +45,7 @@ class PsetSource:
                 check_key(column, "DataFrame column")
             duplicated = list(dict.fromkeys(frame.columns[frame.columns.duplicated()]))
             if duplicated:  # a pset is a dict: one of the columns would be silently dropped
-                raise ValueError(f"the DataFrame of psets has duplicate column name(s) "
+                raise ArgumentError(f"the DataFrame of psets has duplicate column name(s) "
                                  f"{', '.join(map(repr, duplicated))}")
             if limit > 0:
                 frame = frame.iloc[:limit]
@@ -55,13 +56,13 @@ class PsetSource:
             _check_dict_of_lists(psets)
             lengths = {k: len(v) for k, v in psets.items()}
             if len(set(lengths.values())) > 1:
-                raise ValueError(f"a dict of psets needs lists of equal length, got {lengths}")
+                raise ArgumentError(f"a dict of psets needs lists of equal length, got {lengths}")
             for key in psets:
                 check_key(key, "dict of lists")
             self.__init__(pd.DataFrame(dict(psets)), limit)  # type: ignore[misc]
             return
         elif isinstance(psets, (str, bytes)) or not isinstance(psets, Iterable):
-            raise TypeError(f"psets must be a list of dicts, a DataFrame or a dict of lists, "
+            raise ArgumentTypeError(f"psets must be a list of dicts, a DataFrame or a dict of lists, "
                             f"not {type(psets).__name__}")
         else:
             if limit > 0:  # read only what runs: a generator may be endless
@@ -104,7 +105,7 @@ class PsetSource:
 def _check_dict_of_lists(psets: Mapping[Any, Any]) -> None:
     for key, values in psets.items():
         if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-            raise ValueError(f"a dict of psets maps each key to a list of values, but {key!r} holds "
+            raise ArgumentError(f"a dict of psets maps each key to a list of values, but {key!r} holds "
                              f"{values!r:.100} (a {type(values).__name__}); for a single pset pass [{{...}}]")
 
 
@@ -141,7 +142,7 @@ def _check_records(records: Sequence[Any]) -> list[str]:
     if not plain:
         for i, pset in enumerate(records):
             if not isinstance(pset, Mapping):
-                raise ValueError(f"pset {i} is a {type(pset).__name__}, not a dict: {pset!r:.100}")
+                raise ArgumentError(f"pset {i} is a {type(pset).__name__}, not a dict: {pset!r:.100}")
     first = records[0].keys()
     # the common case, one set of keys: every pset has len(first) keys, all of them among first's
     if plain and set(map(len, records)) == {len(first)} and set().union(*records) == first:

@@ -8,7 +8,8 @@ log-bucketed quantile sketch (the DDSketch idea): a value ``v`` lands in bucket
 and memory depends on the *range* of the values, never on how many there are.
 
 Workers import this module and must start fast, so only the standard library is imported here;
-numpy is imported inside the :class:`PerfStats` methods that need it.
+numpy, and the package's own modules, are imported inside the :class:`PerfStats` methods that need
+them: the timers a worker uses load with this file alone.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import IO, TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ._clock import ReportClock
 
 __all__ = ["PerfStats", "TimerStats", "record_iowait", "record_wallclock"]
 
@@ -39,8 +42,6 @@ ZERO_EPSILON = 1e-9
 # Growing the bucket array by a little more than asked avoids reallocating on every new extreme.
 _GROW_SLACK = 32
 _PERCENTILES = (50, 90, 95, 99)
-# report() writes to the logger at least this often, whatever vstats says (the original's choice).
-_LOG_INTERVAL = 30.0
 # 0.4.x's HdrHistogram recorded whole milliseconds, at least 1: its histogram's values never went lower.
 _HDR_RESOLUTION_MS = 1.0
 _HIST_BAR_WIDTH = 40
@@ -362,8 +363,9 @@ class PerfStats:
         the end.
     verbose : int
         The run's verbosity; 0 means :meth:`report` writes to the logger only, never to stderr.
-    clock : callable
-        Monotonic clock in seconds, injectable for tests.
+    clock : ReportClock or callable
+        The map's report clock (shared with its progress reporter), or a time source of monotonic
+        seconds for a clock of its own; injectable for tests.
 
     Examples
     --------
@@ -379,14 +381,19 @@ class PerfStats:
         vstats: int = 1,
         *,
         verbose: int = 1,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | ReportClock = time.monotonic,
     ) -> None:
+        from ._clock import FAST_INTERVAL, LOG_INTERVAL, SLOW_INTERVAL, ReportClock
+
         self._timers: dict[str, _Sketch] = {}
         self.vstats = vstats
         self.verbose = verbose
-        self._clock = clock
-        self.stats_dt = 1.0 if vstats > 1 else 30.0 if vstats == 1 else math.inf
-        self.stats_last = self.stats_log_last = clock()
+        self._clock = ReportClock.of(clock)
+        self.stats_dt = FAST_INTERVAL if vstats > 1 else SLOW_INTERVAL if vstats == 1 else math.inf
+        now = self._clock()
+        self._print_due = self._clock.every(self.stats_dt, first=now + self.stats_dt)  # stderr
+        # the logfile, whatever vstats says (0.4.x's choice)
+        self._log_due = self._clock.every(LOG_INTERVAL, first=now + LOG_INTERVAL)
         if raw_stats:
             self.combine_stats(raw_stats)
 
@@ -478,7 +485,9 @@ class PerfStats:
         3.0
         """
         if not 0 <= q <= 100:
-            raise ValueError(f"percentile q must be between 0 and 100, got {q}")
+            from .exceptions import ArgumentError
+
+            raise ArgumentError(f"percentile q must be between 0 and 100, got {q}")
         return self._timers[name].quantiles([q])[0]
 
     def read_stats(self, name: str) -> TimerStats | None:
@@ -637,19 +646,19 @@ class PerfStats:
 
     def report(self, final: bool = False) -> None:
         """Print the percentiles if it is time to: every ``stats_dt`` seconds (set by vstats) to
-        stderr, every 30 s to the logger only, and always when ``final``. With ``verbose=0`` nothing
-        goes to stderr.
+        stderr, at least every ``LOG_INTERVAL`` (30 s) to the logger only, and always when ``final``.
+        With ``verbose=0`` nothing goes to stderr.
 
         Examples
         --------
         >>> PerfStats({'x': [1.0]}, vstats=0, verbose=0).report(final=True)  # logger only
         """
         now = self._clock()
-        due = now - self.stats_last > self.stats_dt
-        log_due = now - self.stats_log_last > _LOG_INTERVAL
+        due = self._print_due.due(now)
+        log_due = self._log_due.due(now)
         if due:
-            self.stats_last = now
+            self._print_due.restart(now)
         if log_due:
-            self.stats_log_last = now
+            self._log_due.restart(now)
         if final or due or log_due:
             self.print_percentiles(stderr=(final or due) and self.verbose > 0)

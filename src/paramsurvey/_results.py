@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .progress import MapProgress
+from ._progress import MapProgress
 from .stats import PerfStats
 
 __all__ = ["MapResults", "MissingPsets", "MISSING_COLUMNS"]

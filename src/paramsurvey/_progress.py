@@ -1,7 +1,7 @@
 """Progress of one map(): the counters, their frozen snapshot, and where they are shown.
 
 The engine owns one mutable :class:`Counters` and calls :meth:`ProgressReporter.tick` after every
-poll, waiting at most :meth:`ProgressReporter.next_due` seconds; the reporter decides, by the clock
+poll, waiting at most until the clock's next report is due; the reporter decides, by the clock
 and never by count, whether anything is shown (tqdm's rule: output throttled by time).
 
 Where progress is shown depends on where stderr goes (:func:`choose_display`):
@@ -16,6 +16,8 @@ Where progress is shown depends on where stderr goes (:func:`choose_display`):
 
 Whatever is shown, the same progress lines go to the hidden logfile (at least every
 ``LOG_INTERVAL`` seconds) and to graphite when it is set (at least every ``CARBON_INTERVAL``).
+Every one of these cadences is a :class:`~paramsurvey._clock.Periodic` of the map's one
+:class:`~paramsurvey._clock.ReportClock`, which the statistics report shares.
 """
 
 from __future__ import annotations
@@ -28,22 +30,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ._clock import BAR_DT, CARBON_INTERVAL, FAST_INTERVAL, FASTEST, LOG_INTERVAL, SLOW_INTERVAL, ReportClock
+from ._clock import HEARTBEAT as HEARTBEAT  # the engine's longest wait, read with the reporter's cadence
+
 log = logging.getLogger("paramsurvey.progress")
 
 __all__ = ["Counters", "MapProgress", "ProgressReporter", "choose_display"]
 
-# Seconds between progress lines by verbosity (SPEC §3): 1 -> every 30 s, 2 -> every second,
-# 3 -> on every change but still at most a few lines a second.
-INTERVALS = {1: 30.0, 2: 1.0}
-FASTEST = 0.25  # never more than 4 lines a second, whatever the level or progress_dt
-LOG_INTERVAL = 30.0  # the logfile hears from a long survey at least this often
-# graphite's finest common retention is 10 s: a dashboard gets a point per bucket even at verbose 1
-CARBON_INTERVAL = 10.0
-# A live bar is redrawn this often: smooth to the eye, a negligible cost to the engine's loop.
-BAR_DT = 0.2
-# The engine never waits longer than this between ticks, so that the statistics report (vstats=2:
-# every second) and everything else the loop does run on time even when no result arrives.
-HEARTBEAT = 0.5
+# Seconds between progress lines by verbosity: 1 -> every 30 s, 2 -> every second, 3 -> on every
+# change but still at most a few lines a second (FASTEST). The intervals and their reasons: _clock.py.
+INTERVALS = {1: SLOW_INTERVAL, 2: FAST_INTERVAL}
 
 SHOWN = ("total", "active", "finished", "failures", "exceptions")
 # Shown on a live bar beside the counts of SHOWN, when not zero.
@@ -296,9 +292,10 @@ class ProgressReporter:
         Seconds between lines, instead of the verbose level's (never below 0.25); 0 means a line
         on every change (at most 4 a second).
     carbon : object with ``send(name, MapProgress)``, optional
-        A :class:`paramsurvey.carbon.CarbonSender`.
-    clock : callable
-        Monotonic seconds; injectable for tests.
+        A :class:`paramsurvey._carbon.CarbonSender`.
+    clock : ReportClock or callable
+        The map's report clock (shared with its statistics), or a time source of monotonic
+        seconds for a clock of its own; injectable for tests.
     display : {'bar', 'notebook', 'lines', 'none'}, optional
         Where to show progress; by default :func:`choose_display` decides.
 
@@ -323,52 +320,51 @@ class ProgressReporter:
         self.on_change_only = (verbose >= 3 and progress_dt is None) or progress_dt == 0
         self.log_interval = min(LOG_INTERVAL, CARBON_INTERVAL) if carbon is not None else LOG_INTERVAL
         self.carbon = carbon
-        self.clock = clock
-        now = clock()
-        self.next_line = now + self.interval
-        self.last_logged = now
-        self.next_bar = now
+        self.clock = ReportClock.of(clock)
+        now = self.clock()
+        # a line on stderr; the logfile and graphite, whatever is shown; a redraw of the bar or widget
+        self.line_due = self.clock.every(self.interval, first=now + self.interval)
+        self.log_due = self.clock.every(self.log_interval, first=now + self.log_interval)
+        self.bar_due = self.clock.every(BAR_DT, first=now)
+        if self.display not in (BAR, NOTEBOOK):
+            self.bar_due.stop()
         self.last_line = ""
         self.started = False
         self.live: _LiveBar | None = None
         self.released = False  # the live display has ended; it is never drawn again
         self.closed = False
 
-    def next_due(self) -> float | None:
-        """Seconds until the next report may be due (for the engine's wait)."""
-        now = self.clock()
-        due = min(self.next_line, self.last_logged + self.log_interval, now + HEARTBEAT)
-        if self.display in (BAR, NOTEBOOK) and not self.released:
-            due = min(due, self.next_bar)
-        return max(0.0, due - now)
+    def next_due(self) -> float:
+        """Seconds until the next report may be due (for the engine's wait): the clock's next
+        deadline, this reporter's or the statistics' when they share it, at most ``HEARTBEAT``."""
+        return self.clock.next_due()
 
     def tick(self, counters: Counters) -> None:
         if self.closed:
             return
         now = self.clock()
-        if self.display in (BAR, NOTEBOOK) and now >= self.next_bar and not self.released:
+        if self.bar_due.due(now):
             self._draw(counters.snapshot(), now)
         if not self.started:  # the logfile and graphite see the survey start; so does a
             self.started = True  # reader who asked for every change (the start is one)
             self._report(counters.snapshot(), self.on_change_only and self.display == LINES, now)
-        elif now >= self.next_line:
-            # on the interval's grid, so lines do not drift later by a poll's lateness each time
-            self.next_line = max(self.next_line + self.interval, now + FASTEST)
+        elif self.line_due.due(now):
+            self.line_due.advance(now, FASTEST)
             snap = counters.snapshot()
             line = self._line(snap)
             if self.on_change_only and line == self.last_line:
-                if now - self.last_logged >= self.log_interval:
+                if self.log_due.due(now):
                     self._report(snap, False, now)
                 return  # verbose 3 shows a line on change only
             self._report(snap, self.display == LINES, now)
-        elif now - self.last_logged >= self.log_interval:
+        elif self.log_due.due(now):
             self._report(counters.snapshot(), False, now)
 
     def _line(self, snap: MapProgress) -> str:
         return f"{self.name} progress: {snap}"
 
     def _draw(self, snap: MapProgress, now: float) -> None:
-        self.next_bar = now + BAR_DT
+        self.bar_due.restart(now)
         try:
             if self.live is None:
                 self.live = _LiveBar(self.name, snap, notebook=self.display == NOTEBOOK)
@@ -380,11 +376,12 @@ class ProgressReporter:
             if live is not None:
                 live.close(None)
             self.display = LINES
+            self.bar_due.stop()
 
     def _report(self, snap: MapProgress, show: bool, now: float) -> None:
         """One progress line: on stderr if ``show``, always in the logfile, and on graphite."""
         line = self._line(snap)
-        self.last_logged = now
+        self.log_due.restart(now)
         self.last_line = line
         log.info(line, extra={"ps_verbose": 1 if show else 99})
         if self.carbon is not None:
@@ -394,6 +391,7 @@ class ProgressReporter:
         """End the live display now (bar closed, streams given back), showing the counts as they
         were at the last tick. Safe to call more than once; :meth:`close` calls it."""
         self.released = True
+        self.bar_due.stop()
         live, self.live = self.live, None
         if live is not None:
             live.close(None)
@@ -405,6 +403,7 @@ class ProgressReporter:
         if self.closed:
             return snap
         self.closed = self.released = True
+        self.bar_due.stop()
         live, self.live = self.live, None
         if live is not None:
             live.close(snap)
