@@ -15,6 +15,7 @@ import pytest
 import workers
 
 import paramsurvey
+from paramsurvey import logfile
 from paramsurvey.exceptions import BackendNotInstalled
 
 ray = pytest.importorskip("ray")
@@ -54,6 +55,35 @@ def test_not_installed_names_the_extra():
     assert "raised:" in out.stdout, out.stderr
     assert "pip install 'paramsurvey[ray]'" in out.stdout
     assert issubclass(BackendNotInstalled, ImportError)
+
+
+@pytest.mark.parametrize("how", ["default_file", "RAY_HEAD_FILE"])
+def test_no_address_joins_the_cluster_of_the_head_file_as_0_4_did(ray_cluster, tmp_path, monkeypatch, how):
+    """0.4.x read ``host:port password`` from $RAY_HEAD_FILE, by default ~/.ray-head-details."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if how == "default_file":
+        head_file = tmp_path / ".ray-head-details"
+    else:
+        head_file = tmp_path / "elsewhere"
+        monkeypatch.setenv("RAY_HEAD_FILE", str(head_file))
+    head_file.write_text(f"{ray_cluster.address} thehfhghedhdjfhgfhdhdhdf\n")
+    # no address; only where this driver's node is, as every driver of this loopback cluster needs
+    paramsurvey.init(backend="ray", verbose=0, ray={"_node_ip_address": _clusters.HEAD_IP})
+    assert paramsurvey.current_core_count() == 3  # the cluster's three CPUs, not a private Ray's
+    results = paramsurvey.map(workers.echo_system, [{"x": i} for i in range(6)])
+    cluster_pids = set().union(*(pids_of(proc) for proc in ray_cluster.procs()))
+    assert set(results["pid"]) <= cluster_pids
+    with open(logfile.logfile_path()) as f:
+        assert f"joined the Ray cluster at '{ray_cluster.address}' (from the head file {head_file}" in f.read()
+
+
+def test_a_missing_ray_head_file_named_by_the_environment_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_HEAD_FILE", str(tmp_path / "nothere"))
+    with pytest.raises(paramsurvey.BackendError, match="RAY_HEAD_FILE=.*nothere"):
+        paramsurvey.init(backend="ray", verbose=0)
+    assert paramsurvey.backend() is None
 
 
 def test_cluster_cores_and_resources(ray_cluster):

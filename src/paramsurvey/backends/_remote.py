@@ -10,8 +10,10 @@ the driver-side splitting of groups (by per-pset options, after a crash, for max
                                                                    run_group(ctx, ...) ->
     poll:      GroupResult <---- pickle.dumps(GroupResult) (bytes) <---'
 
-A group is returned as bytes pickled in the worker: a result that cannot be pickled is found there
-and made a failure of its pset alone (``scrub_unpicklable``), as the multiprocessing backend does.
+A group is returned as bytes pickled in the worker (``encode_result``): a result that cannot be
+pickled, or loaded again, is found there and made a failure of its pset alone, as the
+multiprocessing backend does. A pset that cannot be pickled to send fails alone in the driver
+(``pack``); a group whose results the driver cannot load fails its own psets (``decode``).
 
 Standard library only at import (plus paramsurvey's light ``_worker``): this module loads in every
 Ray/Dask worker process.
@@ -27,13 +29,13 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
-from .. import _hashing
+from .. import _hashing, _pickling
 from .. import _worker as _worker_module
-from .._worker import GroupResult, MapContext, Slot, run_group, scrub_unpicklable
-from .base import PsetLost, Task
+from .._worker import GroupResult, InitializerFailed, MapContext, Slot, encode_result, run_group
+from .base import GroupDone, PsetLost, Task
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Maps whose context a worker process keeps: the current one, and one more for a map that begins
@@ -46,6 +48,9 @@ CRASH_SPLIT = 8
 # After a pset ran past its timeout and was interrupted, if it is still not done this much later
 # (stuck in C code, which no signal handler reaches), its worker process ends itself.
 HARD_TIMEOUT_GRACE = 10.0
+# Marks a task's setup error as the per-worker initializer's (not the function's): the driver's
+# message then names it rather than suggesting a missing module.
+INITIALIZER = "initializer"
 
 # map token -> (context, the driver's directory, the user's thread variables, timeout)
 _Entry = tuple[MapContext, str, dict[str, str], "float | None"]
@@ -55,15 +60,14 @@ _contexts_lock = threading.Lock()
 
 # -- driver side -----------------------------------------------------------------------------------
 def make_setup(ctx: MapContext, timeout: float | None) -> bytes:
-    """Everything a worker needs for one map, pickled once (the context itself with cloudpickle, so
-    that lambdas, closures and functions of __main__ travel by value)."""
-    import cloudpickle
-
+    """Everything a worker needs for one map, pickled once (the context itself by value where it
+    must be: lambdas, closures and functions of __main__, keeping their real file names so that a
+    failed pset's traceback points at the user's code)."""
     ctx.copy_psets = False  # psets arrive as fresh copies: the worker cannot change the caller's
     ctx.catch_interrupt = True  # a KeyboardInterrupt in a remote worker is the pset's failure
     ctx.timed = False
     try:
-        blob = cloudpickle.dumps(ctx)
+        blob = _pickling.dumps_by_value(ctx)
     except Exception as exc:
         raise TypeError(f"the worker function, user_kwargs or out_subdirs could not be pickled "
                         f"to send to remote workers: {exc!r}") from exc
@@ -73,18 +77,26 @@ def make_setup(ctx: MapContext, timeout: float | None) -> bytes:
 
 
 def decode(payload: Any, task: Task, want_digests: bool) -> GroupResult:
-    """A task's return value back to a GroupResult. A worker that could not load the map's function
-    is the backend's failure; one that could not load the group's psets fails those psets."""
+    """A task's return value back to a GroupResult. A worker that could not load the map's function,
+    or whose initializer failed, is the backend's failure; psets the worker could not load, or
+    results this process cannot load, fail the group's psets (the survey goes on)."""
     if isinstance(payload, (bytes, bytearray, memoryview)):
-        result = pickle.loads(payload)
+        try:
+            result = pickle.loads(payload)
+        except Exception as exc:  # e.g. a result value of a class this process cannot import
+            message = repr(RuntimeError(f"the group's results could not be loaded in the driver: {exc!r}"))
+            return failed_group(task.positions, task.psets, message, want_digests)
         assert isinstance(result, GroupResult)
         return result
-    kind, error, tb = payload
+    kind, error, tb = payload[:3]
     if kind == "psets_error":
         message = repr(RuntimeError(f"the worker could not load these psets: {error}"))
         return failed_group(task.positions, task.psets, message, want_digests)
     from ..exceptions import BackendError
 
+    if payload[3:] == (INITIALIZER,):
+        raise BackendError(f"the per-worker initializer failed in a remote worker, so no pset can run: "
+                           f"{error}\n{tb}")
     raise BackendError(f"a remote worker could not load the worker function: {error}\n{tb}"
                        "(Is it defined in a module the workers can import, with the same packages "
                        "installed on every node? Functions of __main__, lambdas and closures are "
@@ -148,33 +160,99 @@ def split_after_crash(task: Task) -> list[Task]:
     return chunks(task, -(-n // min(CRASH_SPLIT, n)))
 
 
-def failed_group(positions: Sequence[int], psets: Sequence[dict[str, Any]], message: str,
+def failed_group(positions: Sequence[int], psets: Sequence[dict[str, Any]], message: str | Sequence[str],
                  want_digests: bool) -> GroupResult:
     """Every pset of a group that could not run (e.g. bad per-pset options) as an 'exception'
-    failure, so the survey goes on and the reason lands in ``missing``."""
+    failure, so the survey goes on and the reason lands in ``missing``. ``message``: one for all,
+    or one per pset."""
     n = len(positions)
+    messages = [message] * n if isinstance(message, str) else list(message)
     digests = [_hashing.pset_hash(p) for p in psets] if want_digests else None
     return GroupResult(list(positions), [0.0] * n, [0.0] * n, [], {}, {},
-                       [(p, "exception", message, "") for p in positions], {}, digests)
+                       [(p, "exception", m, "") for p, m in zip(positions, messages)], {}, digests)
+
+
+def map_given(init_options: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a map's merged backend dict that map() gave (or gave another value): init's
+    dict chose and started the cluster, map's sets the map's tasks."""
+    return {k: v for k, v in options.items() if k not in init_options or _differs(init_options[k], v)}
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    absent = object()
+    return sorted(str(k) for k in set(old) | set(new) if _differs(old.get(k, absent), new.get(k, absent)))
+
+
+def _differs(a: Any, b: Any) -> bool:
+    try:
+        return bool(a != b)
+    except Exception:  # values that do not compare (arrays...): only the same object is unchanged
+        return a is not b
 
 
 def options_key(options: dict[str, Any]) -> Hashable:
     return repr(sorted(options.items()))
 
 
-# -- worker side -----------------------------------------------------------------------------------
-def pack(task: Task) -> bytes:
+def pack(task: Task, want_digests: bool) -> tuple[Task, bytes | None, GroupDone | None]:
     """A group's positions and psets as one bytes object: the engines then carry it as is, rather
     than walking every pset (Dask looks for futures inside task arguments; Ray's cloudpickle calls
-    back into Python for each dict), ~10x faster for a group of small psets."""
+    back into Python for each dict), ~10x faster for a group of small psets.
+
+    Returns (the task to send, its bytes or None when nothing is left to send, the failures of
+    psets no pickler can send or None): such a pset fails alone, with a message naming the value
+    and its type, and the rest of its group is sent."""
     try:
-        return pickle.dumps((task.positions, task.psets), protocol=pickle.HIGHEST_PROTOCOL)
+        return task, _dumps((task.positions, task.psets)), None
+    except Exception as exc:
+        group_error = exc
+    problems = [_why_unpicklable(pset) for pset in task.psets]
+    if not any(problems):  # each pset pickles alone but not the group: fail it whole, never loop
+        problems = [_unpicklable_message(group_error)] * len(problems)
+    bad = _subset(task, [i for i, problem in enumerate(problems) if problem])
+    failed = GroupDone(bad, failed_group(bad.positions, bad.psets, [p for p in problems if p], want_digests))
+    good = [i for i, problem in enumerate(problems) if not problem]
+    if not good:
+        return task, None, failed
+    rest = _subset(task, good)
+    return rest, _dumps((rest.positions, rest.psets)), failed
+
+
+def _subset(task: Task, indices: Sequence[int]) -> Task:
+    return Task(task.task_id, [task.positions[i] for i in indices], [task.psets[i] for i in indices],
+                task.attempt, task.resources)
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # a pset value that only cloudpickle handles (a lambda, a local class...)
         import cloudpickle
 
-        return cloudpickle.dumps((task.positions, task.psets), protocol=pickle.HIGHEST_PROTOCOL)
+        return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _why_unpicklable(pset: dict[str, Any]) -> str | None:
+    """None if the pset can be sent, else a message naming the first value that cannot."""
+    try:
+        _dumps(pset)
+        return None
+    except Exception as exc:
+        whole = exc
+    for key, value in pset.items():
+        try:
+            _dumps(value)
+        except Exception as exc:
+            kind = type(value)
+            return _unpicklable_message(exc, f"its value {key!r} of type {kind.__module__}.{kind.__qualname__} ")
+    return _unpicklable_message(whole)
+
+
+def _unpicklable_message(exc: BaseException, what: str = "") -> str:
+    return repr(TypeError(f"the pset could not be pickled to send it to a worker: {what}({exc!r})"))
+
+
+# -- worker side -----------------------------------------------------------------------------------
 def run_task(token: str, fetch: Callable[[], bytes], packed: bytes, attempt: int, cores: int,
              view: SlotView | None = None) -> Any:
     """The body of every Ray/Dask task: run one group (``pack``ed), return it pickled (or a setup
@@ -200,13 +278,13 @@ def run_task(token: str, fetch: Callable[[], bytes], packed: bytes, attempt: int
     if timeout is not None and threading.current_thread() is threading.main_thread():
         alarm = view = _Alarm(timeout)
     slot = Slot(view, timed=False) if view is not None else _worker_module.NO_SLOT
-    result = run_group(ctx, positions, psets, attempt, slot)
+    try:
+        result = run_group(ctx, positions, psets, attempt, slot)
+    except InitializerFailed as exc:  # no pset can run here: the driver stops the map, naming it
+        return ("setup_error", exc.message, exc.traceback, INITIALIZER)
     if alarm is not None and alarm.fired:
         result = _mark_timeouts(result, alarm.fired, alarm.timeout)
-    try:
-        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # a result value that cannot travel: that pset fails, the rest travel
-        return pickle.dumps(scrub_unpicklable(result, exc), protocol=pickle.HIGHEST_PROTOCOL)
+    return encode_result(result)  # a result value that cannot travel: that pset fails, the rest travel
 
 
 def _context(token: str, fetch: Callable[[], bytes]) -> _Entry:

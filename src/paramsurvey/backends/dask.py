@@ -27,7 +27,6 @@ import collections
 import importlib
 import logging
 import os
-import pickle
 import select
 import shutil
 import signal
@@ -37,7 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from .._config import Settings
@@ -61,6 +60,8 @@ STOP_GRACE = 2.0
 # chooses and sizes the cluster.
 TASK_KEYS = frozenset({"resources", "priority", "workers", "allow_other_workers"})
 CLUSTER_KEYS = frozenset({"address", "cluster", "n_workers", "threads_per_worker", "memory_limit"})
+# ...of which these size paramsurvey's own cluster, and mean nothing for a given one.
+OWN_CLUSTER_KEYS = frozenset({"n_workers", "threads_per_worker", "memory_limit"})
 
 
 def _identity(value: bytes) -> bytes:
@@ -147,6 +148,11 @@ class DaskBackend(Backend):
     # -- life cycle -------------------------------------------------------------------------
     def update_settings(self, settings: Settings) -> None:
         _check_settings(settings)
+        late = [k for k in _remote.changed_keys(self.settings.backend_options, settings.backend_options)
+                if k in CLUSTER_KEYS]
+        if late and self.client is not None:
+            log.warning("dask: init(dask=...) options %s cannot take effect: the cluster is already chosen "
+                        "(call paramsurvey.finalize() first)", late)
         super().update_settings(settings)
 
     def start(self) -> None:
@@ -154,8 +160,6 @@ class DaskBackend(Backend):
 
         options = self.settings.backend_options
         address, cluster = options.get("address"), options.get("cluster")
-        if address is not None and cluster is not None:
-            raise ValueError("give dask={'address': ...} or dask={'cluster': ...}, not both")
         try:
             if cluster is not None:
                 self.client = Client(cluster, set_as_default=False)
@@ -252,13 +256,11 @@ class DaskBackend(Backend):
 
     # -- one map ----------------------------------------------------------------------------
     def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
-        unknown = set(settings.backend_options) - TASK_KEYS - CLUSTER_KEYS
-        if unknown:
-            raise ValueError(f"unknown dask option(s) {sorted(unknown)}: map() takes {sorted(TASK_KEYS)}")
+        _check_task_options(_remote.map_given(self.settings.backend_options, settings.backend_options), "map")
+        self.map_options = {k: v for k, v in settings.backend_options.items() if k in TASK_KEYS}
         setup = _remote.make_setup(ctx, None)
         self.token = uuid.uuid4().hex
         self.setup = self.client.submit(_identity, setup, key=f"paramsurvey-setup-{self.token}", pure=False)
-        self.map_options = {k: v for k, v in settings.backend_options.items() if k in TASK_KEYS}
         self.want_digests = ctx.want_digests
         self.wake_fd = wake_fd
         self.cores_at = -_remote.CORES_TTL
@@ -289,10 +291,10 @@ class DaskBackend(Backend):
         for pset_options, piece in _remote.split_by(task, "dask"):
             options = self.map_options
             if pset_options is not None:
-                if (not isinstance(pset_options, dict) or set(pset_options) - TASK_KEYS
-                        or not isinstance(pset_options.get("resources", {}), dict)):
-                    self._fail(piece, repr(ValueError(f"a pset's dask options must be a dict with keys among "
-                                                      f"{sorted(TASK_KEYS)}, not {pset_options!r}")))
+                try:
+                    _check_task_options(pset_options, "a pset's")
+                except (TypeError, ValueError) as exc:
+                    self._fail(piece, repr(exc))
                     continue
                 options = {**options, **pset_options}
             self._launch(piece, options)
@@ -302,10 +304,10 @@ class DaskBackend(Backend):
         if options:
             self._check_feasible(options)
         watch = self.workers_proc is None  # not our workers: they cannot be killed on Ctrl-C
-        try:
-            packed = _remote.pack(task)
-        except (TypeError, ValueError, pickle.PicklingError) as exc:  # a pset no pickler can send
-            self._fail(task, repr(exc))
+        task, packed, unsendable = _remote.pack(task, self.want_digests)
+        if unsendable is not None:  # psets no pickler can send fail alone; the rest go
+            self.ready.append(unsendable)
+        if packed is None:
             return
         future = self.client.submit(_entry, self.token, self.setup, packed, task.attempt, watch,
                                     key=f"paramsurvey-{self.token[:12]}-{self.keys}", pure=False, **options)
@@ -440,10 +442,52 @@ def _check_settings(settings: Settings) -> None:
         raise ValueError("max_tasks_per_child is not supported by the dask backend (Dask cannot retire "
                          "a worker process after N tasks; its workers' --lifetime option retires them "
                          "by age); use the multiprocessing or ray backend")
-    unknown = set(settings.backend_options) - TASK_KEYS - CLUSTER_KEYS
+    options = settings.backend_options
+    unknown = set(options) - TASK_KEYS - CLUSTER_KEYS
     if unknown:
-        raise ValueError(f"unknown dask option(s) {sorted(unknown)}: init() takes "
+        raise ValueError(f"unknown dask option(s) {sorted(map(str, unknown))}: init() takes "
                          f"{sorted(CLUSTER_KEYS | TASK_KEYS)}, map() takes {sorted(TASK_KEYS)}")
+    if options.get("address") is not None and options.get("cluster") is not None:
+        raise ValueError("give dask={'address': ...} or dask={'cluster': ...}, not both")
+    unused = sorted(OWN_CLUSTER_KEYS & set(options))
+    if unused and (options.get("address") is not None or options.get("cluster") is not None):
+        raise ValueError(f"dask options {unused} size paramsurvey's own cluster; they do nothing for a "
+                         "cluster given by address or cluster")
+    _check_task_options({k: v for k, v in options.items() if k in TASK_KEYS}, "init")
+
+
+def _check_task_options(options: Any, where: str) -> None:
+    """Dask task options (map's, init's, or a pset's own dict), checked as Dask would only when the
+    task is submitted: an error naming the key."""
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{where} dask options must be a dict, not {type(options).__name__}")
+    unknown = sorted(str(k) for k in options if k not in TASK_KEYS)
+    if unknown:
+        also = " (an option of init(dask={...}))" if set(unknown) & CLUSTER_KEYS else ""
+        raise ValueError(f"{where} dask options take the task options {sorted(TASK_KEYS)}, not "
+                         f"{unknown}{also}")
+    for key, value in options.items():
+        if value is not None and not TASK_OPTION_CHECKS[key](value):
+            raise TypeError(f"{where} dask option {key!r} must be {TASK_OPTION_FORMS[key]}, not {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_resources(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(isinstance(k, str) and _is_number(v) for k, v in value.items())
+
+
+def _is_workers(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, (list, tuple, set)) and all(isinstance(w, str) for w in value))
+
+
+TASK_OPTION_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "resources": _is_resources, "priority": _is_number, "workers": _is_workers,
+    "allow_other_workers": lambda value: isinstance(value, bool)}
+TASK_OPTION_FORMS = {"resources": "a dict of resource name to amount, e.g. {'GPU': 1}", "priority": "a number",
+                     "workers": "a worker address or a list of them", "allow_other_workers": "True or False"}
 
 
 def _stop_process_tree(proc: subprocess.Popen[bytes]) -> None:

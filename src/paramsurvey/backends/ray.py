@@ -19,15 +19,15 @@ of at most that many psets, and Ray's ``max_calls=1``: a worker process runs one
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
-import pickle
 import select
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import ray
@@ -48,6 +48,13 @@ POLL_SLICE = 0.1
 # A pset's own ``ray`` dict may use this alias (0.4.x): num_cores is Ray's num_cpus.
 ALIASES = {"num_cores": "num_cpus"}
 WARMUP_TIMEOUT = 60.0
+# 0.4.x joined the cluster named in this file when no address was given ($RAY_HEAD_FILE overrides).
+DEFAULT_HEAD_FILE = "~/.ray-head-details"
+# How ray.init() says it does not take a keyword argument (a RuntimeError).
+UNKNOWN_KEYWORDS = "Unknown keyword argument(s): "
+# Task options that would break how paramsurvey talks to its tasks (one return value; max_calls
+# follows max_tasks_per_child).
+RESERVED_TASK_OPTIONS = frozenset({"num_returns", "max_calls"})
 
 
 def _entry(token: str, holder: list[Any], packed: bytes, attempt: int, cores: float) -> Any:
@@ -59,6 +66,42 @@ def _entry(token: str, holder: list[Any], packed: bytes, attempt: int, cores: fl
 def _warm() -> int:
     time.sleep(0.2)  # long enough that each idle worker takes one, and loads paramsurvey
     return os.getpid()
+
+
+def _check_init_options(options: Mapping[str, Any]) -> None:
+    """init's ray={...} goes to ray.init(): a key it does not take is a TypeError naming it, before
+    anything starts. Ray's private options (``_temp_dir``, ``_node_ip_address``...) are checked by
+    ray.init() itself, also before it starts anything."""
+    parameters = inspect.signature(ray.init).parameters
+    named = {name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    unknown = sorted(str(k) for k in options if not str(k).startswith("_") and k not in named)
+    if unknown:
+        raise TypeError(f"init(ray={{...}}): ray.init() does not take {', '.join(map(repr, unknown))} "
+                        "(task options such as num_gpus or max_retries go to map(ray={...}))")
+
+
+def _where(address: str | None) -> tuple[str, str]:
+    """The cluster to join, and why (empty: the program said so), as 0.4.x chose it: ``address``;
+    else $RAY_ADDRESS; else the head file 0.4.x read ($RAY_HEAD_FILE, by default
+    ~/.ray-head-details, holding ``host:port [password]``); else 'local': a private local Ray."""
+    if address:
+        return address, ""
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], " (from $RAY_ADDRESS)"
+    named = os.environ.get("RAY_HEAD_FILE")
+    path = named or os.path.expanduser(DEFAULT_HEAD_FILE)
+    try:
+        with open(path) as f:
+            words = f.read().split()
+    except OSError as exc:
+        if named:  # asked for by name: a missing file is a mistake, not a reason to start Ray here
+            raise BackendError(f"cannot read the Ray head file RAY_HEAD_FILE={named!r}: {exc}") from exc
+        return "local", ""
+    if not words:
+        raise BackendError(f"the Ray head file {path} is empty: it should hold the head's host:port")
+    # the second word, 0.4.x's Redis password, has no use since Ray 1.11 (no Redis)
+    return words[0], f" (from the head file {path}; remove it, or give ray={{'address': 'local'}}, " \
+                     "for a private local Ray)"
 
 
 def _normalize(options: Any) -> dict[str, Any]:
@@ -77,6 +120,7 @@ class RayBackend(Backend):
     min_group_seconds = 0.01
 
     def __init__(self, settings: Settings) -> None:
+        _check_init_options(settings.backend_options)
         super().__init__(settings)
         self.owns = False  # we started the local Ray: finalize() stops it
         self.connected = False  # we called ray.init(): finalize() disconnects
@@ -98,31 +142,52 @@ class RayBackend(Backend):
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
         options = dict(self.settings.backend_options)
-        if not ray.is_initialized():
-            address = options.pop("address", None) or os.environ.get("RAY_ADDRESS") or "local"
-            self.owns = address == "local"
-            if self.owns:
-                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no report leaves the machine
-                options.setdefault("num_cpus", resolve_ncores(self.settings.ncores))
-                options.setdefault("include_dashboard", False)
-                if "_temp_dir" not in options:  # short (socket paths) and ours to remove
-                    self.temp_dir = options["_temp_dir"] = tempfile.mkdtemp(prefix="psray", dir="/tmp")
-            options.setdefault("logging_level", logging.WARNING if self.settings.verbose >= 2 else logging.ERROR)
-            # Ray relays the workers' output (and its own notes on dead workers) to this process;
-            # verbose=0 promises silence
-            options.setdefault("log_to_driver", self.settings.verbose > 0)
-            try:
-                ray.init(address=address, **options)
-            except Exception as exc:
-                self._remove_temp_dir()
-                where = "start a local Ray" if self.owns else f"connect to the Ray cluster at {address!r}"
-                raise BackendError(f"could not {where}: {exc}") from exc
+        if ray.is_initialized():  # the program called ray.init() itself: its connection is used as is
+            if options:
+                log.warning("ray: Ray was already initialized by this program, so init(ray=...) options %s "
+                            "are not used", sorted(options))
+        else:
+            self._init_ray(options)
             self.connected = True
         self._make_remote()
         if self.owns:
             self._warm_up()
 
+    def _init_ray(self, options: dict[str, Any]) -> None:
+        address, source = _where(options.pop("address", None))
+        self.owns = address == "local"
+        if self.owns:
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no report leaves the machine
+            options.setdefault("num_cpus", resolve_ncores(self.settings.ncores))
+            options.setdefault("include_dashboard", False)
+            if "_temp_dir" not in options:  # short (socket paths) and ours to remove
+                self.temp_dir = options["_temp_dir"] = tempfile.mkdtemp(prefix="psray", dir="/tmp")
+        options.setdefault("logging_level", logging.WARNING if self.settings.verbose >= 2 else logging.ERROR)
+        # Ray relays the workers' output (and its own notes on dead workers) to this process;
+        # verbose=0 promises silence
+        options.setdefault("log_to_driver", self.settings.verbose > 0)
+        cluster = "a private local Ray" if self.owns else f"the Ray cluster at {address!r}{source}"
+        try:
+            ray.init(address=address, **options)
+        except (TypeError, ValueError) as exc:  # ray.init() rejected an option
+            self._remove_temp_dir()
+            raise type(exc)(f"init(ray={{...}}): ray.init() rejected the options: {exc}") from exc
+        except Exception as exc:
+            self._remove_temp_dir()
+            if str(exc).startswith(UNKNOWN_KEYWORDS):  # Ray's own check of its private options
+                raise TypeError(f"init(ray={{...}}): ray.init() does not take "
+                                f"{str(exc)[len(UNKNOWN_KEYWORDS):]}") from exc
+            raise BackendError(f"could not {'start' if self.owns else 'join'} {cluster}: {exc}") from exc
+        # joining a cluster because of the environment or a file is worth saying at verbose=1; the
+        # other choices are what the program asked for
+        log.info("ray: %s %s", "started" if self.owns else "joined", cluster, extra={"ps_verbose": 1 if source else 2})
+
     def update_settings(self, settings: Settings) -> None:
+        _check_init_options(settings.backend_options)
+        late = _remote.changed_keys(self.settings.backend_options, settings.backend_options)
+        if late and ray.is_initialized():
+            log.warning("ray: init(ray=...) options %s cannot take effect: ray.init() has already run "
+                        "(call paramsurvey.finalize() first)", late)
         changed = settings.max_tasks_per_child != self.settings.max_tasks_per_child
         super().update_settings(settings)
         if changed and self.remote is not None:
@@ -177,10 +242,11 @@ class RayBackend(Backend):
 
     # -- one map ----------------------------------------------------------------------------
     def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+        self.map_options = self._map_options(settings)
+        self._check_task_options(self.map_options)
         setup = _remote.make_setup(ctx, settings.timeout)
         self.token = uuid.uuid4().hex
         self.holder = [ray.put(setup)]
-        self.map_options = self._map_options(settings)
         self.want_digests = ctx.want_digests
         self.max_chunk = self.settings.max_tasks_per_child
         self.wake_fd = wake_fd
@@ -188,9 +254,25 @@ class RayBackend(Backend):
 
     def _map_options(self, settings: Settings) -> dict[str, Any]:
         """map(ray={...}) sets task options; init's ray={...} went to ray.init(), not to tasks."""
-        given = self.settings.backend_options
-        return _normalize({k: v for k, v in settings.backend_options.items()
-                           if k not in given or given[k] is not v})
+        return _normalize(_remote.map_given(self.settings.backend_options, settings.backend_options))
+
+    def _check_task_options(self, options: dict[str, Any]) -> None:
+        """map's ray={...}: a key that is not a Ray task option, or a value Ray rejects, is an
+        error naming it before any pset runs (a pset's own dict fails that pset alone)."""
+        reserved = sorted(RESERVED_TASK_OPTIONS & set(options))
+        if reserved:
+            raise ValueError(f"map(ray={{...}}): {', '.join(map(repr, reserved))} is paramsurvey's to set")
+        init_keys = set(inspect.signature(ray.init).parameters)
+        for key, value in options.items():  # one by one, so that the message names the key
+            try:
+                self.remote.options(**{key: value})
+            except (TypeError, ValueError) as exc:
+                hint = " (an option of ray.init(): give it to init(ray={...}))" if key in init_keys else ""
+                raise ValueError(f"map(ray={{...}}): Ray rejected the task option {key!r}{hint}: {exc}") from None
+        try:
+            self.remote.options(**options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"map(ray={{...}}): Ray rejected the task options {options!r}: {exc}") from None
 
     def end_map(self) -> None:
         self.cancel()  # nothing is pending unless the map itself failed: then stop its leftovers
@@ -228,12 +310,13 @@ class RayBackend(Backend):
                 return
             self.remotes[key] = remote
             self._check_feasible(key, options)
-        cores = options.get("num_cpus", 1) or 1
-        try:
-            ref = remote.remote(self.token, self.holder, _remote.pack(task), task.attempt, cores)
-        except (TypeError, ValueError, pickle.PicklingError) as exc:  # a pset no pickler can send
-            self._fail(task, repr(exc))
+        task, packed, unsendable = _remote.pack(task, self.want_digests)
+        if unsendable is not None:  # psets no pickler can send fail alone; the rest go
+            self.ready.append(unsendable)
+        if packed is None:
             return
+        cores = options.get("num_cpus", 1) or 1
+        ref = remote.remote(self.token, self.holder, packed, task.attempt, cores)
         self.pending[ref] = (task, options)
 
     def _fail(self, task: Task, message: str) -> None:
