@@ -169,3 +169,15 @@ def test_a_result_the_driver_cannot_load_fails_its_group_not_the_map(remote):
     assert missing["x"].tolist() == [1] and missing["_status"].tolist() == ["exception"]
     assert "could not be loaded" in missing["_exception"].iloc[0]
     assert "loads only in process" in missing["_exception"].iloc[0]
+
+
+def test_a_pset_the_worker_cannot_load_fails_alone_in_its_group(remote):
+    """As a value of a class that exists on the driver's machine but not on the worker's."""
+    init_on(remote)
+    psets = [{"x": i, "v": workers_remote.LoadsOnlyWhereMade() if i == 1 else None} for i in range(4)]
+    results = paramsurvey.map(workers.double, psets, group_size=4)
+    assert results["y"].tolist() == [0, 4, 6]
+    missing = results.missing
+    assert missing["x"].tolist() == [1] and missing["_status"].tolist() == ["exception"]
+    assert "could not load" in missing["_exception"].iloc[0]
+    assert "loads only in process" in missing["_exception"].iloc[0]

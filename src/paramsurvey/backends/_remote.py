@@ -76,10 +76,16 @@ def make_setup(ctx: MapContext, timeout: float | None) -> bytes:
                         protocol=pickle.HIGHEST_PROTOCOL)
 
 
+class RunAlone(Exception):
+    """A worker could not load a group's psets: run each pset of it alone, so that only the psets
+    that cannot be loaded fail."""
+
+
 def decode(payload: Any, task: Task, want_digests: bool) -> GroupResult:
     """A task's return value back to a GroupResult. A worker that could not load the map's function,
-    or whose initializer failed, is the backend's failure; psets the worker could not load, or
-    results this process cannot load, fail the group's psets (the survey goes on)."""
+    or whose initializer failed, is the backend's failure. A group whose psets the worker could
+    not load raises RunAlone (a pset alone fails); results this process cannot load fail the
+    group's psets (the survey goes on)."""
     if isinstance(payload, (bytes, bytearray, memoryview)):
         try:
             result = pickle.loads(payload)
@@ -90,7 +96,9 @@ def decode(payload: Any, task: Task, want_digests: bool) -> GroupResult:
         return result
     kind, error, tb = payload[:3]
     if kind == "psets_error":
-        message = repr(RuntimeError(f"the worker could not load these psets: {error}"))
+        if len(task.positions) > 1:
+            raise RunAlone(error)
+        message = repr(RuntimeError(f"the worker could not load this pset: {error}"))
         return failed_group(task.positions, task.psets, message, want_digests)
     from ..exceptions import BackendError
 

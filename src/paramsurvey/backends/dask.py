@@ -368,8 +368,12 @@ class DaskBackend(Backend):
                     payload = payloads[i] if payloads is not None else future.result()
                 except Exception:
                     continue  # its status says what happened; handled below
-                task = self.pending.pop(future)[0]
-                outcomes.append(GroupDone(task, _remote.decode(payload, task, self.want_digests)))
+                task, options, _ = self.pending.pop(future)
+                try:
+                    outcomes.append(GroupDone(task, _remote.decode(payload, task, self.want_digests)))
+                except _remote.RunAlone:
+                    for piece in _remote.chunks(task, 1):
+                        self._launch(piece, options)
         for future in finished:
             if future in self.pending:
                 task, options, solo = self.pending.pop(future)

@@ -380,7 +380,13 @@ class RayBackend(Backend):
         except ray.exceptions.RayError as exc:
             self._lost(task, options, exc, outcomes)
             return
-        result, timed_out = _remote.extract_timeouts(_remote.decode(payload, task, self.want_digests), task)
+        try:
+            result = _remote.decode(payload, task, self.want_digests)
+        except _remote.RunAlone:
+            for piece in _remote.chunks(task, 1):
+                self._launch(piece, options)
+            return
+        result, timed_out = _remote.extract_timeouts(result, task)
         outcomes.append(GroupDone(task, result))
         outcomes.extend(timed_out)
 
