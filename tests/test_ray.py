@@ -13,6 +13,7 @@ import time
 import _clusters
 import pytest
 import workers
+import workers_remote
 
 import paramsurvey
 from paramsurvey import logfile
@@ -153,8 +154,9 @@ def test_a_timed_out_pset_is_retried(ray_cluster):
 
 
 def test_a_pset_stuck_where_no_signal_reaches_is_stopped(ray_cluster):
-    """SIGALRM blocked stands for C code that never returns to the interpreter: the worker's
-    watchdog ends the process past the timeout's grace, and the survey goes on."""
+    """SIGALRM blocked: the worker's watchdog process has the driver stop it past the timeout's
+    grace, the pset is recorded 'timeout' (it was 'crashed' before the watchdog could tell the
+    driver why), and the survey goes on."""
 
     def stuck(pset, system_kwargs, user_kwargs):
         if pset["x"] == 1:
@@ -166,7 +168,21 @@ def test_a_pset_stuck_where_no_signal_reaches_is_stopped(ray_cluster):
     results = paramsurvey.map(stuck, [{"x": i} for i in range(3)], timeout=0.5, group_size=1,
                               ray={"max_retries": 0})
     assert results["y"].tolist() == [0, 2]
-    assert results.missing["_status"].tolist() == ["crashed"]
+    assert results.missing["_status"].tolist() == ["timeout"]
+
+
+def test_a_pset_stuck_in_c_code_holding_the_gil_times_out_and_is_retried(ray_cluster):
+    """``sum(range(10**11))`` holds the GIL for many minutes: no signal handler or thread of the
+    worker runs. Its watchdog process tells the driver, which stops the worker; the pset is
+    'timeout', retried under ``retries``, and the rest of its group runs again."""
+    init_on(ray_cluster)
+    psets = [{"x": i, "stuck": i == 1} for i in range(4)]
+    results = paramsurvey.map(workers_remote.stuck_in_c, psets, timeout=0.5, retries=1, group_size=4)
+    assert results["ok"].tolist() == [0, 2, 3]
+    missing = results.missing
+    assert missing["x"].tolist() == [1] and missing["_status"].tolist() == ["timeout"]
+    assert "timeout of 0.5 s" in missing["_exception"].iloc[0]
+    assert results.progress.retried == 1 and results.progress.timeouts == 1
 
 
 @pytest.mark.timeout(180)

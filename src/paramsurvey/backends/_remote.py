@@ -3,7 +3,7 @@ the driver-side splitting of groups (by per-pset options, after a crash, for max
 
     driver                                            remote worker process (Ray or Dask)
     ------                                            -----------------------------------
-    begin_map: setup = pickle((sys.path, cloudpickle(ctx), thread env, cwd, timeout))
+    begin_map: setup = pickle((sys.path, cloudpickle(ctx), thread env, cwd, timeout, report_to))
                stored once per map (ray.put / a Dask task) -------> fetched on the first group only,
                                                                    then cached by map token
     submit:    (token, setup, pack(group), attempt, cores) -------> run_task():
@@ -25,6 +25,7 @@ import collections
 import os
 import pickle
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -45,21 +46,23 @@ CONTEXTS_KEPT = 2
 # without the killer pset finish, the one holding it is split again, down to the pset alone.
 # 8 pieces: few rounds of crashes (each costs a worker restart), few extra tasks.
 CRASH_SPLIT = 8
-# After a pset ran past its timeout and was interrupted, if it is still not done this much later
-# (stuck in C code, which no signal handler reaches), its worker process ends itself.
-HARD_TIMEOUT_GRACE = 10.0
+# A pset past its timeout gets SIGALRM (PsetTimeout), and again every second; one still running
+# this much later is stuck where no signal handler runs (C code holding the GIL): the worker's
+# watchdog process has the driver stop it.
+HARD_TIMEOUT_GRACE = 5.0
 # Marks a task's setup error as the per-worker initializer's (not the function's): the driver's
 # message then names it rather than suggesting a missing module.
 INITIALIZER = "initializer"
 
-# map token -> (context, the driver's directory, the user's thread variables, timeout)
-_Entry = tuple[MapContext, str, dict[str, str], "float | None"]
+# map token -> (context, the driver's directory, the user's thread variables, timeout, where the
+# driver hears of psets stuck past their timeout)
+_Entry = tuple[MapContext, str, dict[str, str], "float | None", "tuple[str, int] | None"]
 _contexts: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
 _contexts_lock = threading.Lock()
 
 
 # -- driver side -----------------------------------------------------------------------------------
-def make_setup(ctx: MapContext, timeout: float | None) -> bytes:
+def make_setup(ctx: MapContext, timeout: float | None, report_to: tuple[str, int] | None = None) -> bytes:
     """Everything a worker needs for one map, pickled once (the context itself by value where it
     must be: lambdas, closures and functions of __main__, keeping their real file names so that a
     failed pset's traceback points at the user's code)."""
@@ -72,7 +75,7 @@ def make_setup(ctx: MapContext, timeout: float | None) -> bytes:
         raise TypeError(f"the worker function, user_kwargs or out_subdirs could not be pickled "
                         f"to send to remote workers: {exc!r}") from exc
     user_threads = {var: os.environ[var] for var in THREAD_VARS if os.environ.get(var)}
-    return pickle.dumps((list(sys.path), blob, user_threads, os.getcwd(), timeout),
+    return pickle.dumps((list(sys.path), blob, user_threads, os.getcwd(), timeout, report_to),
                         protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -217,16 +220,16 @@ def pack(task: Task, want_digests: bool) -> tuple[Task, bytes | None, GroupDone 
     problems = [_why_unpicklable(pset) for pset in task.psets]
     if not any(problems):  # each pset pickles alone but not the group: fail it whole, never loop
         problems = [_unpicklable_message(group_error)] * len(problems)
-    bad = _subset(task, [i for i, problem in enumerate(problems) if problem])
+    bad = subset(task, [i for i, problem in enumerate(problems) if problem])
     failed = GroupDone(bad, failed_group(bad.positions, bad.psets, [p for p in problems if p], want_digests))
     good = [i for i, problem in enumerate(problems) if not problem]
     if not good:
         return task, None, failed
-    rest = _subset(task, good)
+    rest = subset(task, good)
     return rest, _dumps((rest.positions, rest.psets)), failed
 
 
-def _subset(task: Task, indices: Sequence[int]) -> Task:
+def subset(task: Task, indices: Sequence[int]) -> Task:
     return Task(task.task_id, [task.positions[i] for i in indices], [task.psets[i] for i in indices],
                 task.attempt, task.resources)
 
@@ -266,7 +269,7 @@ def run_task(token: str, fetch: Callable[[], bytes], packed: bytes, attempt: int
     """The body of every Ray/Dask task: run one group (``pack``ed), return it pickled (or a setup
     error). ``view``, if given, hears of each pset as it starts (see SlotView)."""
     try:
-        ctx, home, user_threads, timeout = _context(token, fetch)
+        ctx, home, user_threads, timeout, report_to = _context(token, fetch)
     except BaseException as exc:
         return ("setup_error", repr(exc), traceback.format_exc())
     try:
@@ -283,8 +286,8 @@ def run_task(token: str, fetch: Callable[[], bytes], packed: bytes, attempt: int
             message = repr(OSError(f"chdir={ctx.chdir!r} is not usable on this node: {exc!r}"))
             return pickle.dumps(failed_group(positions, psets, message, ctx.want_digests))
     alarm = None
-    if timeout is not None and threading.current_thread() is threading.main_thread():
-        alarm = view = _Alarm(timeout)
+    if timeout is not None:
+        alarm = view = _Alarm(timeout, attempt, _watchdog_link.begin(token, report_to, timeout + HARD_TIMEOUT_GRACE))
     slot = Slot(view, timed=False) if view is not None else _worker_module.NO_SLOT
     try:
         result = run_group(ctx, positions, psets, attempt, slot)
@@ -301,12 +304,12 @@ def _context(token: str, fetch: Callable[[], bytes]) -> _Entry:
         if cached is not None:
             _contexts.move_to_end(token)
             return cached
-    sys_path, blob, user_threads, home, timeout = pickle.loads(fetch())
+    sys_path, blob, user_threads, home, timeout, report_to = pickle.loads(fetch())
     for path in reversed(sys_path):  # before unpickling: functions of the user's modules load by name
         if path not in sys.path:
             sys.path.insert(0, path)
     ctx = pickle.loads(blob)
-    entry: _Entry = (ctx, home, user_threads, timeout)
+    entry: _Entry = (ctx, home, user_threads, timeout, report_to)
     with _contexts_lock:
         _contexts[token] = entry
         while len(_contexts) > CONTEXTS_KEPT:
@@ -333,30 +336,67 @@ class SlotView:
 
 
 class _Alarm(SlotView):
-    """Per-pset timeout by SIGALRM in the worker process's main thread (where Ray runs tasks).
+    """Per-pset timeout, in two layers. SIGALRM, in the worker process's main thread (where Ray
+    runs tasks): the timer is armed as each pset starts; the handler raises PsetTimeout inside the
+    pset, and the group goes on. A pset stuck where no signal handler runs (C code that holds the
+    GIL) is for the worker's watchdog process, told of each pset as it starts (see _watchdog)."""
 
-    The timer is armed as each pset starts; the handler raises PsetTimeout inside the pset.
-    A pset stuck in C code never returns to the interpreter: a watchdog thread ends the process
-    ``HARD_TIMEOUT_GRACE`` seconds later (the engine then sees a crash, as for any dead worker).
-    """
-
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, attempt: int, watchdog: _WatchdogLink | None) -> None:
         self.timeout = timeout
+        self.attempt = attempt
+        self.watchdog = watchdog
         self.current = -1
-        self.started = 0.0
         self.fired: set[int] = set()
-        _install_alarm(self)
+        self.signals = threading.current_thread() is threading.main_thread()  # only there
+        if self.signals:
+            _install_alarm(self)
 
     def position(self, position: int) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        if self.signals:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         self.current = position
-        if position >= 0:
-            self.started = time.monotonic()
+        if self.watchdog is not None:
+            self.watchdog.running(position, self.attempt)
+        if position >= 0 and self.signals:
             signal.setitimer(signal.ITIMER_REAL, self.timeout)
 
 
+class _WatchdogLink:
+    """This worker process's pipe to its watchdog process, started at its first timed group."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def begin(self, token: str, report_to: tuple[str, int] | None, limit: float) -> _WatchdogLink | None:
+        """A timed group begins; None when no watchdog can run (the SIGALRM layer still does)."""
+        if self.proc is None or self.proc.poll() is not None:
+            try:
+                self.proc = subprocess.Popen([sys.executable, "-I", "-S", _WATCHDOG, str(os.getpid())],
+                                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            except OSError:
+                self.proc = None
+                return None
+        host, port = report_to if report_to is not None else ("-", 0)
+        return self if self._say(f"map {token} {host} {port} {limit!r}\n".encode()) else None
+
+    def running(self, position: int, attempt: int) -> None:
+        self._say(b"run %d %d\n" % (position, attempt) if position >= 0 else b"idle\n")
+
+    def _say(self, line: bytes) -> bool:
+        proc = self.proc
+        if proc is None or proc.stdin is None:
+            return False
+        try:
+            os.write(proc.stdin.fileno(), line)  # a few bytes on a pipe: never blocks, ~1 us
+            return True
+        except OSError:  # the watchdog died: started again at the next group
+            self.proc = None
+            return False
+
+
+_WATCHDOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_watchdog.py")
+_watchdog_link = _WatchdogLink()
 _active_alarm: _Alarm | None = None
-_watchdog: threading.Thread | None = None
 # Frames of paramsurvey's own bookkeeping around psets: an alarm landing there is retried shortly
 # rather than raised outside the try block that records a pset's failure.
 _OWN_FILES = frozenset({_worker_module.__file__, _hashing.__file__, __file__})
@@ -375,22 +415,10 @@ def _on_alarm(signum: int, frame: Any) -> None:
 
 
 def _install_alarm(alarm: _Alarm) -> None:
-    global _active_alarm, _watchdog
+    global _active_alarm
     _active_alarm = alarm
     if signal.getsignal(signal.SIGALRM) is not _on_alarm:
         signal.signal(signal.SIGALRM, _on_alarm)
-    if _watchdog is None:
-        _watchdog = threading.Thread(target=_watch, name="paramsurvey-timeout-watchdog", daemon=True)
-        _watchdog.start()
-
-
-def _watch() -> None:
-    while True:
-        time.sleep(1.0)
-        alarm = _active_alarm
-        if alarm is not None and alarm.current >= 0:
-            if time.monotonic() - alarm.started > alarm.timeout + HARD_TIMEOUT_GRACE:
-                os._exit(70)  # stuck where no signal reaches: only ending the process stops it
 
 
 def _mark_timeouts(result: GroupResult, fired: set[int], timeout: float) -> GroupResult:

@@ -24,6 +24,7 @@ import logging
 import os
 import select
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -48,6 +49,8 @@ POLL_SLICE = 0.1
 # A pset's own ``ray`` dict may use this alias (0.4.x): num_cores is Ray's num_cpus.
 ALIASES = {"num_cores": "num_cpus"}
 WARMUP_TIMEOUT = 60.0
+# A watchdog's report is one short line sent as it connects: a connection silent this long is not one.
+REPORT_READ_TIMEOUT = 1.0
 # 0.4.x joined the cluster named in this file when no address was given ($RAY_HEAD_FILE overrides).
 DEFAULT_HEAD_FILE = "~/.ray-head-details"
 # How ray.init() says it does not take a keyword argument (a RuntimeError).
@@ -138,6 +141,9 @@ class RayBackend(Backend):
         self.cores = 0
         self.cores_at = -_remote.CORES_TTL
         self.checked: set[Hashable] = set()
+        self.timeout: float | None = None
+        self.stuck: _StuckReports | None = None  # a map with a timeout: the watchdogs report here
+        self.stopped: dict[Any, int] = {}  # task cancelled because this pset of it was stuck
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -212,6 +218,9 @@ class RayBackend(Backend):
         self.ready.clear()
         self.holder = []
         self.remotes.clear()
+        if self.stuck is not None:
+            self.stuck.close()
+            self.stuck = None
         if self.connected:
             self.connected = False
             try:
@@ -244,7 +253,10 @@ class RayBackend(Backend):
     def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
         self.map_options = self._map_options(settings)
         self._check_task_options(self.map_options)
-        setup = _remote.make_setup(ctx, settings.timeout)
+        self.timeout = settings.timeout
+        if self.timeout is not None and self.stuck is None:
+            self.stuck = _StuckReports(_driver_ip())
+        setup = _remote.make_setup(ctx, self.timeout, self.stuck.address if self.stuck is not None else None)
         self.token = uuid.uuid4().hex
         self.holder = [ray.put(setup)]
         self.want_digests = ctx.want_digests
@@ -278,6 +290,9 @@ class RayBackend(Backend):
         self.cancel()  # nothing is pending unless the map itself failed: then stop its leftovers
         self.holder = []
         self.wake_fd = None
+        if self.stuck is not None:
+            self.stuck.close()
+            self.stuck = None
 
     def free_slots(self) -> int:
         return max(0, IN_FLIGHT_PER_CORE * self.worker_count() - len(self.pending))
@@ -362,23 +377,45 @@ class RayBackend(Backend):
                 return outcomes
 
     def _woken(self, wait_for: float) -> bool:
-        if self.wake_fd is None:
+        """Wait on the Ctrl-C wake fd and the watchdogs' reports; True if Ctrl-C woke us."""
+        fds = [fd for fd in (self.wake_fd, self.stuck.fileno() if self.stuck else None) if fd is not None]
+        if not fds:
             if wait_for > 0:
                 time.sleep(wait_for)
             return False
-        return bool(select.select([self.wake_fd], [], [], wait_for)[0])
+        ready = select.select(fds, [], [], wait_for)[0]
+        if self.stuck is not None and self.stuck.fileno() in ready:
+            self._stop_stuck()
+        return self.wake_fd in ready
+
+    def _stop_stuck(self) -> None:
+        """A watchdog says a pset runs past its timeout where no signal reaches: cancel its task
+        (force: Ray ends the worker process, and does not retry a cancelled task)."""
+        assert self.stuck is not None
+        for token, position, attempt in self.stuck.read():
+            if token != self.token:
+                continue
+            for ref, (task, _) in self.pending.items():
+                if task.attempt == attempt and position in task.positions and ref not in self.stopped:
+                    self.stopped[ref] = position
+                    log.info("ray: pset %d is past its timeout and stuck where no signal reaches; stopping "
+                             "its worker process", position, extra={"ps_verbose": 2})
+                    ray.cancel(ref, force=True)
+                    break
 
     def _collect(self, ref: Any, outcomes: list[Outcome]) -> None:
         task, options = self.pending.pop(ref)
+        stuck_at = self.stopped.pop(ref, None)
         try:
             payload = ray.get(ref)
-        except ray.exceptions.TaskCancelledError:
-            return
         except ray.exceptions.RayTaskError as exc:  # raised outside any pset: every task would
             raise BackendError(f"a Ray task of the survey failed outside any pset (is paramsurvey installed "
                                f"alike on every node?): {exc}") from exc
-        except ray.exceptions.RayError as exc:
-            self._lost(task, options, exc, outcomes)
+        except ray.exceptions.RayError as exc:  # cancelled, or its worker or node died
+            if stuck_at is not None:
+                self._timed_out(task, options, stuck_at, outcomes)
+            elif not isinstance(exc, ray.exceptions.TaskCancelledError):
+                self._lost(task, options, exc, outcomes)
             return
         try:
             result = _remote.decode(payload, task, self.want_digests)
@@ -389,6 +426,17 @@ class RayBackend(Backend):
         result, timed_out = _remote.extract_timeouts(result, task)
         outcomes.append(GroupDone(task, result))
         outcomes.extend(timed_out)
+
+    def _timed_out(self, task: Task, options: dict[str, Any], position: int, outcomes: list[Outcome]) -> None:
+        """A pset stopped with its worker at its timeout: 'timeout' (the engine retries it under
+        ``retries``); the rest of its group, lost with the worker, runs again."""
+        i = task.positions.index(position)
+        message = (f"pset ran past its timeout of {self.timeout:g} s where no signal reaches it (e.g. C code "
+                   "holding the GIL) and was stopped with its worker process")
+        outcomes.append(PsetLost(position, task.psets[i], task.attempt, "timeout", message))
+        rest = [j for j in range(len(task.positions)) if j != i]
+        if rest:
+            self._launch(_remote.subset(task, rest), options)
 
     def _lost(self, task: Task, options: dict[str, Any], exc: Exception, outcomes: list[Outcome]) -> None:
         """The task's worker (or node) died."""
@@ -411,3 +459,61 @@ class RayBackend(Backend):
                 pass
         self.pending.clear()
         self.ready.clear()
+        self.stopped.clear()
+
+
+def _driver_ip() -> str:
+    """This driver's address in the Ray cluster (where Ray's own workers reach it)."""
+    node_id = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id and node.get("NodeManagerAddress"):
+            return str(node["NodeManagerAddress"])
+    return str(ray.util.get_node_ip_address())
+
+
+class _StuckReports:
+    """A TCP listener where the workers' watchdogs report psets stuck past their timeout (see
+    _watchdog): ``timeout <token> <position> <attempt>``, answered ``ok``."""
+
+    def __init__(self, host: str) -> None:
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.sock.bind((host, 0))
+        self.sock.listen(64)
+        self.sock.setblocking(False)
+        self.address: tuple[str, int] = (host, self.sock.getsockname()[1])
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self) -> list[tuple[str, int, int]]:
+        reports: list[tuple[str, int, int]] = []
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return reports
+            with conn:
+                report = self._one(conn)
+            if report is not None:
+                reports.append(report)
+
+    @staticmethod
+    def _one(conn: socket.socket) -> tuple[str, int, int] | None:
+        conn.settimeout(REPORT_READ_TIMEOUT)  # the watchdog writes its line as it connects
+        try:
+            data = b""
+            while not data.endswith(b"\n") and len(data) < 256:
+                chunk = conn.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+            words = data.decode("ascii", "replace").split()
+            if len(words) != 4 or words[0] != "timeout":
+                return None
+            conn.sendall(b"ok\n")
+            return words[1], int(words[2]), int(words[3])
+        except (OSError, ValueError):
+            return None
+
+    def close(self) -> None:
+        self.sock.close()
