@@ -64,6 +64,26 @@ def test_what_dask_cannot_do_is_an_error(dask_cluster):
         paramsurvey.map(workers.double, [{"x": 1}], timeout=5)
 
 
+@pytest.mark.timeout(120)
+def test_workers_that_cannot_import_paramsurvey_are_an_error_not_a_hang():
+    """A node where paramsurvey is not installed: its worker used to die on the first task it
+    could not unpickle, and map() waited forever."""
+    cluster = _clusters.DaskCluster(workers=False)
+    try:
+        cluster.add_worker(without_paramsurvey=True)
+        cluster.wait_for_workers(1)
+        paramsurvey.init(backend="dask", verbose=0, dask=cluster.init_kwargs)
+        started = time.monotonic()
+        with pytest.raises(paramsurvey.BackendError, match="No module named 'paramsurvey'"):
+            paramsurvey.map(workers.double, [{"x": i} for i in range(4)])
+        assert time.monotonic() - started < 60  # a deadlock guard
+        paramsurvey.finalize()
+        assert cluster.workers[0].alive()  # the worker lives on, for a map it can run
+    finally:
+        paramsurvey.finalize()
+        cluster.stop()
+
+
 def test_cluster_cores_and_resources(dask_cluster):
     init_on(dask_cluster)
     assert paramsurvey.current_core_count() == 2

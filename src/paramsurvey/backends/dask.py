@@ -7,7 +7,8 @@
                          no ``__main__`` guard needed), all stopped by finalize()
     begin_map ---------> a setup task holding the map's function, user_kwargs, sys.path...
                          (a task, not scattered data: if its worker dies it is computed again)
-    submit(group) -----> client.submit(_entry, token, setup, packed group, ..., resources=)
+    submit(group) -----> client.submit(eval, TASK_EXPRESSION, {args: (token, setup, packed group, ...)},
+                                       resources=...): _entry(...) on the worker
                          (a group is cut where the psets' own ``dask`` dict changes)
     poll --------------> done callbacks -> a pipe, waited on with the wake fd -> bytes -> GroupResult
                          KilledWorker (a task whose workers kept dying): a group is split and run
@@ -64,8 +65,12 @@ CLUSTER_KEYS = frozenset({"address", "cluster", "n_workers", "threads_per_worker
 OWN_CLUSTER_KEYS = frozenset({"n_workers", "threads_per_worker", "memory_limit"})
 
 
-def _identity(value: bytes) -> bytes:
-    return value
+# A task's function travels by reference: a worker where paramsurvey cannot be imported fails to
+# unpickle it, which Dask treats as a broken scheduler connection: the worker closes, the task
+# waits for a worker forever. So the function Dask sees is a builtin, eval of this constant
+# expression, which imports paramsurvey as the task runs: there, an ImportError is the task's
+# error, which the driver reports (see _lost).
+TASK_EXPRESSION = '__import__("paramsurvey.backends.dask", fromlist=["_entry"])._entry(*args)'
 
 
 def _entry(token: str, setup: bytes, packed: bytes, attempt: int, watch: bool) -> Any:
@@ -260,7 +265,9 @@ class DaskBackend(Backend):
         self.map_options = {k: v for k, v in settings.backend_options.items() if k in TASK_KEYS}
         setup = _remote.make_setup(ctx, None)
         self.token = uuid.uuid4().hex
-        self.setup = self.client.submit(_identity, setup, key=f"paramsurvey-setup-{self.token}", pure=False)
+        # bytes(setup) is a copy: the setup is a task's result (computed again if its worker dies),
+        # by a builtin (see TASK_EXPRESSION)
+        self.setup = self.client.submit(bytes, setup, key=f"paramsurvey-setup-{self.token}", pure=False)
         self.want_digests = ctx.want_digests
         self.wake_fd = wake_fd
         self.cores_at = -_remote.CORES_TTL
@@ -309,7 +316,8 @@ class DaskBackend(Backend):
             self.ready.append(unsendable)
         if packed is None:
             return
-        future = self.client.submit(_entry, self.token, self.setup, packed, task.attempt, watch,
+        args = (self.token, self.setup, packed, task.attempt, watch)
+        future = self.client.submit(eval, TASK_EXPRESSION, {"args": args},
                                     key=f"paramsurvey-{self.token[:12]}-{self.keys}", pure=False, **options)
         self.pending[future] = (task, options, solo)
         future.add_done_callback(self._on_done)
@@ -386,6 +394,9 @@ class DaskBackend(Backend):
             from distributed import KilledWorker
 
             exc = future.exception()
+            if isinstance(exc, ImportError):
+                raise BackendError(f"a Dask worker cannot run paramsurvey's tasks: {exc!r} (install paramsurvey, "
+                                   "and what it needs, alike on every worker)") from exc
             if not isinstance(exc, KilledWorker):  # raised outside any pset: every task would
                 raise BackendError(f"a Dask task of the survey failed outside any pset (is paramsurvey "
                                    f"installed alike on every worker?): {exc!r}") from exc
