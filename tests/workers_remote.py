@@ -51,3 +51,14 @@ def stuck_in_c(pset: dict[str, Any], system_kwargs: dict[str, Any], user_kwargs:
     if pset["stuck"]:
         sum(range(10**11))
     return {"ok": pset["x"]}
+
+
+def busy_with_a_child(pset: dict[str, Any], system_kwargs: dict[str, Any], user_kwargs: Any) -> dict[str, Any]:
+    """Starts a long command, says so with a file named by the command's pid, and waits for it."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "300"])
+    with open(os.path.join(user_kwargs["dir"], f"{pset['x']}-{child.pid}"), "w"):
+        pass
+    child.wait()
+    return {"y": pset["x"]}

@@ -30,10 +30,10 @@ import logging
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
@@ -57,6 +57,24 @@ WORKERS_START_TIMEOUT = 120.0
 # Our workers hold nothing worth saving: a short grace to close cleanly, then SIGKILL (a nanny
 # restarting a worker killed by Ctrl-C would otherwise hold the closing for ~10 s).
 STOP_GRACE = 2.0
+# paramsurvey's own workers end with the driver, even one killed outright (which would leave busy
+# workers running ~30 s, Dask's --death-timeout): the `dask worker` command line runs under this
+# wrapper, which watches a pipe whose write end only the driver holds. At its end of file (the
+# driver is gone) it SIGKILLs its process group, the session started for it: the nannies, their
+# worker processes, and the commands psets started there.
+WORKERS_WRAPPER = textwrap.dedent("""
+    import os, signal, sys, threading
+
+    def watch(fd):
+        while os.read(fd, 64):
+            pass
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, args=(int(sys.argv.pop(1)),), daemon=True).start()
+    sys.argv[0] = 'dask-worker'
+    from distributed.cli.dask_worker import main
+    main()
+""")
 # Options of a task (map-level dask={...} and a pset's own dask dict); the rest of init's dict
 # chooses and sizes the cluster.
 TASK_KEYS = frozenset({"resources", "priority", "workers", "allow_other_workers"})
@@ -128,6 +146,7 @@ class DaskBackend(Backend):
         self.client: Any = None
         self.scheduler: Any = None  # our own in-process scheduler (a LocalCluster with no workers)
         self.workers_proc: subprocess.Popen[bytes] | None = None
+        self.lifeline: int | None = None  # see WORKERS_WRAPPER
         self.local_dir: str | None = None
         self.pending: dict[Any, tuple[Task, dict[str, Any], bool]] = {}  # future -> (task, options, solo)
         self.ready: list[Outcome] = []
@@ -191,13 +210,18 @@ class DaskBackend(Backend):
         self.local_dir = tempfile.mkdtemp(prefix="psdask", dir="/tmp")
         env = dict(os.environ)
         env.setdefault("DASK_LOGGING__DISTRIBUTED", "critical" if self.settings.verbose < 2 else "warning")
-        command = [sys.executable, "-m", "distributed.cli.dask_worker", self.scheduler.scheduler_address,
+        lifeline, self.lifeline = os.pipe()  # the workers hold the read end, this process the write end
+        command = [sys.executable, "-c", WORKERS_WRAPPER, str(lifeline), self.scheduler.scheduler_address,
                    "--nworkers", str(n_workers), "--nthreads", str(threads), "--no-dashboard",
                    "--host", "127.0.0.1", "--local-directory", self.local_dir, "--death-timeout", "30"]
         if options.get("memory_limit") is not None:
             command += ["--memory-limit", str(options["memory_limit"])]
         # its own session: a Ctrl-C at the terminal reaches the driver alone, which stops the workers
-        self.workers_proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self.workers_proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+                                                 pass_fds=(lifeline,))
+        finally:
+            os.close(lifeline)
         self.client = Client(self.scheduler, set_as_default=False)
         deadline = time.monotonic() + WORKERS_START_TIMEOUT
         while len(self.client.nthreads()) < n_workers:
@@ -220,6 +244,9 @@ class DaskBackend(Backend):
         proc, self.workers_proc = self.workers_proc, None
         if proc is not None:
             _stop_process_tree(proc)
+        lifeline, self.lifeline = self.lifeline, None
+        if lifeline is not None:
+            os.close(lifeline)
         client, self.client = self.client, None
         if client is not None:
             try:
@@ -432,8 +459,10 @@ class DaskBackend(Backend):
             try:
                 ours = {f.key for f in futures}
                 busy = [w for w, keys in self.client.processing().items() if ours & set(keys)]
-                info = self.client.scheduler_info(n_workers=-1)["workers"]
-                victims = [info[w]["pid"] for w in busy if w in info]
+                # our scheduler runs in this process: its worker states hold the pids (the
+                # client's scheduler_info() does not)
+                states = self.scheduler.scheduler.workers
+                victims = [states[w].pid for w in busy if w in states]
             except Exception:
                 victims = []
         try:
@@ -441,15 +470,30 @@ class DaskBackend(Backend):
         except Exception:
             pass
         if victims and self.workers_proc is not None:
-            import psutil
+            _kill_workers(self.workers_proc.pid, victims)
 
-            mine = {p.pid for p in psutil.Process(self.workers_proc.pid).children(recursive=True)}
-            for pid in victims:
-                if pid in mine:  # never a process that is not ours
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+
+def _kill_workers(root: int, victims: list[int]) -> None:
+    """SIGKILL those of our worker processes (under ``root``), with the commands their psets
+    started (their nannies start fresh workers; orphaned commands would run on unseen)."""
+    import psutil
+
+    try:
+        mine = {p.pid: p for p in psutil.Process(root).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return
+    doomed = []
+    for pid in victims:
+        if pid in mine:  # never a process that is not ours
+            try:
+                doomed += [mine[pid], *mine[pid].children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+    for process in doomed:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _check_settings(settings: Settings) -> None:
