@@ -1,7 +1,7 @@
 """The Ray backend: groups of psets as Ray tasks, on a private local Ray or on an existing cluster.
 
-    init(ray={...}) ---> ray.init(**dict): address given (or RAY_ADDRESS): join that cluster;
-                         else start a private local Ray (stopped by finalize())
+    init(ray={...}) ---> ray.init(**dict): address given, or RAY_ADDRESS, or 0.4.x's head file:
+                         join that cluster; else start a private local Ray (stopped by finalize())
     begin_map ---------> ray.put(setup)                      one object per map: the function,
                                                              user_kwargs, sys.path...
     submit(group) -----> _entry.options(**opts).remote(token, [setup_ref], packed group, ...)
@@ -10,10 +10,13 @@
     poll --------------> ray.wait(refs, timeout <= 0.1 s) -> bytes -> GroupResult
                          a task whose worker or node died: a group is split and run again; a
                          pset alone is 'crashed' once Ray's own retries (max_retries) are spent
+    stuck pset --------> a worker's watchdog process reports it (TCP, maps with a timeout only):
+                         ray.cancel(ref, force=True), the pset is 'timeout', the rest runs again
     cancel (Ctrl-C) ---> ray.cancel(ref, force=True) for every task in flight
 
-Capabilities: TIMEOUT (Ray runs a task in its worker's main thread, so SIGALRM stops one pset, see
-``_remote._AlarmSlot``), CRASH_ISOLATION (by splitting crashed groups), MAX_TASKS_PER_CHILD (groups
+Capabilities: TIMEOUT (Ray runs a task in its worker's main thread, so SIGALRM stops one pset; a
+pset stuck where no signal reaches is stopped through the worker's watchdog process, see
+``_remote._Alarm`` and ``_watchdog``), CRASH_ISOLATION (by splitting crashed groups), MAX_TASKS_PER_CHILD (groups
 of at most that many psets, and Ray's ``max_calls=1``: a worker process runs one group, then exits).
 """
 
