@@ -4,6 +4,7 @@ worker reuse limit, Ctrl-C with the embedded local start, and the install hint."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import textwrap
@@ -11,6 +12,7 @@ import threading
 import time
 
 import _clusters
+import psutil
 import pytest
 import workers
 import workers_remote
@@ -183,6 +185,35 @@ def test_a_pset_stuck_in_c_code_holding_the_gil_times_out_and_is_retried(ray_clu
     assert missing["x"].tolist() == [1] and missing["_status"].tolist() == ["timeout"]
     assert "timeout of 0.5 s" in missing["_exception"].iloc[0]
     assert results.progress.retried == 1 and results.progress.timeouts == 1
+
+
+def test_ctrl_c_ends_the_commands_psets_started(ray_cluster, tmp_path):
+    """Ray runs each worker in its own process group and kills it with the worker: the commands a
+    cancelled pset started end too."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    init_on(ray_cluster)
+
+    def interrupt_when_both_run():
+        deadline = time.monotonic() + 60
+        while len(os.listdir(marks)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_when_both_run)
+    interrupter.start()
+    with pytest.raises(paramsurvey.Interrupted):
+        paramsurvey.map(workers_remote.busy_with_a_child, [{"x": i} for i in range(4)], group_size=1,
+                        user_kwargs={"dir": str(marks)})
+    interrupter.join()
+    commands = []
+    for name in os.listdir(marks):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            commands.append(psutil.Process(int(name.split("-")[1])))
+    _, alive = psutil.wait_procs(commands, timeout=10)
+    for p in alive:  # a failed test leaves nothing running
+        p.kill()
+    assert len(os.listdir(marks)) >= 2 and not alive
 
 
 @pytest.mark.timeout(180)
