@@ -14,7 +14,7 @@ first chance), the watchdog tells the driver (``timeout <token> <position> <atte
 the driver answers ``ok``, records the pset as timed out and cancels its task, which ends the
 worker), and, should the worker still run that pset ``STOP_WAIT`` seconds later (no driver, or it
 did not act), SIGKILLs the worker itself: the pset is then recorded as crashed. It exits when the
-worker does (end of file on stdin).
+worker does (end of file on stdin). ``StuckReports`` is the driver's end of that conversation.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import time
 REPORT_TIMEOUT = 5.0
 # After telling the driver, the time it has to stop the worker before the watchdog does.
 STOP_WAIT = 5.0
+# A report is one short line, sent as the watchdog connects: a connection silent this long is not one.
+REPORT_READ_TIMEOUT = 1.0
 # While nothing is due, how often to check that the worker still exists: a process the worker
 # forked (without exec) may hold the pipe open after the worker died.
 ALIVE_CHECK = 5.0
@@ -128,6 +130,54 @@ def alive(pid: int) -> bool:
     except PermissionError:  # another user's process now has that pid
         return False
     return True
+
+
+class StuckReports:
+    """The driver's side: a TCP listener where the watchdogs report psets stuck past their
+    timeout (``timeout <token> <position> <attempt>``, answered ``ok``)."""
+
+    def __init__(self, host: str) -> None:
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.sock.bind((host, 0))
+        self.sock.listen(64)
+        self.sock.setblocking(False)
+        self.address: tuple[str, int] = (host, self.sock.getsockname()[1])
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self) -> list[tuple[str, int, int]]:
+        reports: list[tuple[str, int, int]] = []
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return reports
+            with conn:
+                report = self._one(conn)
+            if report is not None:
+                reports.append(report)
+
+    @staticmethod
+    def _one(conn: socket.socket) -> tuple[str, int, int] | None:
+        conn.settimeout(REPORT_READ_TIMEOUT)  # the watchdog writes its line as it connects
+        try:
+            data = b""
+            while not data.endswith(b"\n") and len(data) < 256:
+                chunk = conn.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+            words = data.decode("ascii", "replace").split()
+            if len(words) != 4 or words[0] != "timeout":
+                return None
+            conn.sendall(b"ok\n")
+            return words[1], int(words[2]), int(words[3])
+        except (OSError, ValueError):
+            return None
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 if __name__ == "__main__":

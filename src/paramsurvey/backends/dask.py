@@ -37,7 +37,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from .._config import Settings
@@ -45,6 +45,7 @@ from .._worker import MapContext
 from ..exceptions import BackendError
 from ..utils import resolve_ncores
 from . import _remote
+from ._dask_options import CLUSTER_KEYS, TASK_KEYS, check_settings, check_task_options
 from .base import CRASH_ISOLATION, Backend, GroupDone, Outcome, PsetLost, Task
 
 log = logging.getLogger("paramsurvey")
@@ -75,12 +76,6 @@ WORKERS_WRAPPER = textwrap.dedent("""
     from distributed.cli.dask_worker import main
     main()
 """)
-# Options of a task (map-level dask={...} and a pset's own dask dict); the rest of init's dict
-# chooses and sizes the cluster.
-TASK_KEYS = frozenset({"resources", "priority", "workers", "allow_other_workers"})
-CLUSTER_KEYS = frozenset({"address", "cluster", "n_workers", "threads_per_worker", "memory_limit"})
-# ...of which these size paramsurvey's own cluster, and mean nothing for a given one.
-OWN_CLUSTER_KEYS = frozenset({"n_workers", "threads_per_worker", "memory_limit"})
 
 
 # A task's function travels by reference: a worker where paramsurvey cannot be imported fails to
@@ -142,7 +137,7 @@ class DaskBackend(Backend):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        _check_settings(settings)
+        check_settings(settings)
         self.client: Any = None
         self.scheduler: Any = None  # our own in-process scheduler (a LocalCluster with no workers)
         self.workers_proc: subprocess.Popen[bytes] | None = None
@@ -171,7 +166,7 @@ class DaskBackend(Backend):
 
     # -- life cycle -------------------------------------------------------------------------
     def update_settings(self, settings: Settings) -> None:
-        _check_settings(settings)
+        check_settings(settings)
         late = [k for k in _remote.changed_keys(self.settings.backend_options, settings.backend_options)
                 if k in CLUSTER_KEYS]
         if late and self.client is not None:
@@ -288,7 +283,7 @@ class DaskBackend(Backend):
 
     # -- one map ----------------------------------------------------------------------------
     def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
-        _check_task_options(_remote.map_given(self.settings.backend_options, settings.backend_options), "map")
+        check_task_options(_remote.map_given(self.settings.backend_options, settings.backend_options), "map")
         self.map_options = {k: v for k, v in settings.backend_options.items() if k in TASK_KEYS}
         setup = _remote.make_setup(ctx, None)
         self.token = uuid.uuid4().hex
@@ -326,7 +321,7 @@ class DaskBackend(Backend):
             options = self.map_options
             if pset_options is not None:
                 try:
-                    _check_task_options(pset_options, "a pset's")
+                    check_task_options(pset_options, "a pset's")
                 except (TypeError, ValueError) as exc:
                     self._fail(piece, repr(exc))
                     continue
@@ -494,59 +489,6 @@ def _kill_workers(root: int, victims: list[int]) -> None:
             process.kill()
         except psutil.NoSuchProcess:
             pass
-
-
-def _check_settings(settings: Settings) -> None:
-    if settings.max_tasks_per_child:
-        raise ValueError("max_tasks_per_child is not supported by the dask backend (Dask cannot retire "
-                         "a worker process after N tasks; its workers' --lifetime option retires them "
-                         "by age); use the multiprocessing or ray backend")
-    options = settings.backend_options
-    unknown = set(options) - TASK_KEYS - CLUSTER_KEYS
-    if unknown:
-        raise ValueError(f"unknown dask option(s) {sorted(map(str, unknown))}: init() takes "
-                         f"{sorted(CLUSTER_KEYS | TASK_KEYS)}, map() takes {sorted(TASK_KEYS)}")
-    if options.get("address") is not None and options.get("cluster") is not None:
-        raise ValueError("give dask={'address': ...} or dask={'cluster': ...}, not both")
-    unused = sorted(OWN_CLUSTER_KEYS & set(options))
-    if unused and (options.get("address") is not None or options.get("cluster") is not None):
-        raise ValueError(f"dask options {unused} size paramsurvey's own cluster; they do nothing for a "
-                         "cluster given by address or cluster")
-    _check_task_options({k: v for k, v in options.items() if k in TASK_KEYS}, "init")
-
-
-def _check_task_options(options: Any, where: str) -> None:
-    """Dask task options (map's, init's, or a pset's own dict), checked as Dask would only when the
-    task is submitted: an error naming the key."""
-    if not isinstance(options, Mapping):
-        raise TypeError(f"{where} dask options must be a dict, not {type(options).__name__}")
-    unknown = sorted(str(k) for k in options if k not in TASK_KEYS)
-    if unknown:
-        also = " (an option of init(dask={...}))" if set(unknown) & CLUSTER_KEYS else ""
-        raise ValueError(f"{where} dask options take the task options {sorted(TASK_KEYS)}, not "
-                         f"{unknown}{also}")
-    for key, value in options.items():
-        if value is not None and not TASK_OPTION_CHECKS[key](value):
-            raise TypeError(f"{where} dask option {key!r} must be {TASK_OPTION_FORMS[key]}, not {value!r}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_resources(value: Any) -> bool:
-    return isinstance(value, Mapping) and all(isinstance(k, str) and _is_number(v) for k, v in value.items())
-
-
-def _is_workers(value: Any) -> bool:
-    return isinstance(value, str) or (isinstance(value, (list, tuple, set)) and all(isinstance(w, str) for w in value))
-
-
-TASK_OPTION_CHECKS: dict[str, Callable[[Any], bool]] = {
-    "resources": _is_resources, "priority": _is_number, "workers": _is_workers,
-    "allow_other_workers": lambda value: isinstance(value, bool)}
-TASK_OPTION_FORMS = {"resources": "a dict of resource name to amount, e.g. {'GPU': 1}", "priority": "a number",
-                     "workers": "a worker address or a list of them", "allow_other_workers": "True or False"}
 
 
 def _stop_process_tree(proc: subprocess.Popen[bytes]) -> None:

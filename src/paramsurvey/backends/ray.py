@@ -27,7 +27,6 @@ import logging
 import os
 import select
 import shutil
-import socket
 import tempfile
 import time
 import uuid
@@ -40,7 +39,7 @@ from .._config import Settings
 from .._worker import MapContext
 from ..exceptions import BackendError
 from ..utils import resolve_ncores
-from . import _remote
+from . import _remote, _watchdog
 from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, GroupDone, Outcome, PsetLost, Task
 
 log = logging.getLogger("paramsurvey")
@@ -52,8 +51,6 @@ POLL_SLICE = 0.1
 # A pset's own ``ray`` dict may use this alias (0.4.x): num_cores is Ray's num_cpus.
 ALIASES = {"num_cores": "num_cpus"}
 WARMUP_TIMEOUT = 60.0
-# A watchdog's report is one short line sent as it connects: a connection silent this long is not one.
-REPORT_READ_TIMEOUT = 1.0
 # 0.4.x joined the cluster named in this file when no address was given ($RAY_HEAD_FILE overrides).
 DEFAULT_HEAD_FILE = "~/.ray-head-details"
 # How ray.init() says it does not take a keyword argument (a RuntimeError).
@@ -145,7 +142,7 @@ class RayBackend(Backend):
         self.cores_at = -_remote.CORES_TTL
         self.checked: set[Hashable] = set()
         self.timeout: float | None = None
-        self.stuck: _StuckReports | None = None  # a map with a timeout: the watchdogs report here
+        self.stuck: _watchdog.StuckReports | None = None  # a map with a timeout: the watchdogs report here
         self.stopped: dict[Any, int] = {}  # task cancelled because this pset of it was stuck
 
     # -- life cycle -------------------------------------------------------------------------
@@ -258,7 +255,7 @@ class RayBackend(Backend):
         self._check_task_options(self.map_options)
         self.timeout = settings.timeout
         if self.timeout is not None and self.stuck is None:
-            self.stuck = _StuckReports(_driver_ip())
+            self.stuck = _watchdog.StuckReports(_driver_ip())
         setup = _remote.make_setup(ctx, self.timeout, self.stuck.address if self.stuck is not None else None)
         self.token = uuid.uuid4().hex
         self.holder = [ray.put(setup)]
@@ -472,51 +469,3 @@ def _driver_ip() -> str:
         if node.get("NodeID") == node_id and node.get("NodeManagerAddress"):
             return str(node["NodeManagerAddress"])
     return str(ray.util.get_node_ip_address())
-
-
-class _StuckReports:
-    """A TCP listener where the workers' watchdogs report psets stuck past their timeout (see
-    _watchdog): ``timeout <token> <position> <attempt>``, answered ``ok``."""
-
-    def __init__(self, host: str) -> None:
-        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self.sock.bind((host, 0))
-        self.sock.listen(64)
-        self.sock.setblocking(False)
-        self.address: tuple[str, int] = (host, self.sock.getsockname()[1])
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def read(self) -> list[tuple[str, int, int]]:
-        reports: list[tuple[str, int, int]] = []
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return reports
-            with conn:
-                report = self._one(conn)
-            if report is not None:
-                reports.append(report)
-
-    @staticmethod
-    def _one(conn: socket.socket) -> tuple[str, int, int] | None:
-        conn.settimeout(REPORT_READ_TIMEOUT)  # the watchdog writes its line as it connects
-        try:
-            data = b""
-            while not data.endswith(b"\n") and len(data) < 256:
-                chunk = conn.recv(256)
-                if not chunk:
-                    break
-                data += chunk
-            words = data.decode("ascii", "replace").split()
-            if len(words) != 4 or words[0] != "timeout":
-                return None
-            conn.sendall(b"ok\n")
-            return words[1], int(words[2]), int(words[3])
-        except (OSError, ValueError):
-            return None
-
-    def close(self) -> None:
-        self.sock.close()
