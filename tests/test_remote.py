@@ -181,3 +181,20 @@ def test_a_pset_the_worker_cannot_load_fails_alone_in_its_group(remote):
     assert missing["x"].tolist() == [1] and missing["_status"].tolist() == ["exception"]
     assert "could not load" in missing["_exception"].iloc[0]
     assert "loads only in process" in missing["_exception"].iloc[0]
+
+
+def test_a_failed_psets_traceback_names_the_users_file_and_line(remote):
+    """A worker shipped by value (a closure here; a function of __main__ alike) keeps its real file
+    name, so the traceback shows where it failed. Passes once B1's _pickling.dumps_by_value lands."""
+    init_on(remote)
+    limit = 2
+
+    def picky(pset, system_kwargs, user_kwargs):
+        if pset["x"] > limit:
+            raise ValueError(f"{pset['x']} is over the limit")  # the line the traceback must show
+        return {"y": pset["x"]}
+
+    results = paramsurvey.map(picky, [{"x": i} for i in range(4)])
+    tb = results.missing["_traceback"].iloc[0]
+    assert f'File "{__file__}"' in tb
+    assert "raise ValueError(f\"{pset['x']} is over the limit\")" in tb
