@@ -255,7 +255,7 @@ class RayBackend(Backend):
         self._check_task_options(self.map_options)
         self.timeout = settings.timeout
         if self.timeout is not None and self.stuck is None:
-            self.stuck = _watchdog.StuckReports(_driver_ip())
+            self.stuck = _stuck_reports()
         setup = _remote.make_setup(ctx, self.timeout, self.stuck.address if self.stuck is not None else None)
         self.token = uuid.uuid4().hex
         self.holder = [ray.put(setup)]
@@ -460,6 +460,18 @@ class RayBackend(Backend):
         self.pending.clear()
         self.ready.clear()
         self.stopped.clear()
+
+
+def _stuck_reports() -> _watchdog.StuckReports | None:
+    """Where the watchdogs report stuck psets; None if this driver cannot listen where Ray's
+    workers reach it (e.g. a Ray Client connection): a stuck pset's worker is then SIGKILLed by
+    its watchdog, and the pset recorded 'crashed'."""
+    try:
+        return _watchdog.StuckReports(_driver_ip())
+    except Exception as exc:
+        log.info("ray: cannot listen for psets stuck past their timeout (%r); they will be 'crashed'", exc,
+                 extra={"ps_verbose": 2})
+        return None
 
 
 def _driver_ip() -> str:
