@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -196,6 +197,7 @@ def test_own_workers_and_their_commands_end_at_once_with_a_killed_driver(tmp_pat
     driver = subprocess.Popen([sys.executable, "-c", DRIVER_KILLED, str(marks)], env=env, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     family: list[psutil.Process] = []
+    local_dirs: set[str] = set()
     try:
         deadline = time.monotonic() + 90
         while len(os.listdir(marks)) < 2:  # both workers run a pset
@@ -204,6 +206,9 @@ def test_own_workers_and_their_commands_end_at_once_with_a_killed_driver(tmp_pat
             time.sleep(0.1)
         family = psutil.Process(driver.pid).children(recursive=True)
         assert set(commands_started(marks)) <= {p.pid for p in family}
+        # a killed driver cannot remove its workers' directory: this test does
+        local_dirs = {line[line.index("--local-directory") + 1] for line in (p.cmdline() for p in family)
+                      if "--local-directory" in line}
         driver.kill()
         driver.wait()
         killed = time.monotonic()
@@ -216,6 +221,8 @@ def test_own_workers_and_their_commands_end_at_once_with_a_killed_driver(tmp_pat
         for p in family:  # a failed test leaves nothing running
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
+        for directory in local_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
     assert not left, f"still running 20 s after the driver was killed: {left}"
     assert gone_after < 10  # a deadlock guard; under a second here
 
