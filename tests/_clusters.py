@@ -199,11 +199,22 @@ class RayCluster:
 
 
 # -- Dask ------------------------------------------------------------------------------------------
+# A ``dask worker`` on a node where paramsurvey is not installed: its sys.path (which the
+# nanny's worker process inherits) has no directory that holds paramsurvey.
+WORKER_WITHOUT_PARAMSURVEY = textwrap.dedent("""
+    import os, sys
+    sys.path[:] = [p for p in sys.path if not os.path.isdir(os.path.join(p or '.', 'paramsurvey'))]
+    from distributed.cli.dask_worker import main
+    sys.argv[0] = 'dask-worker'
+    main()
+""")
+
+
 class DaskCluster:
     """``dask scheduler`` on 127.0.0.1, one plain ``dask worker`` and one with the resource
-    ``special``, each one thread; ``add_worker`` starts more."""
+    ``special``, each one thread; ``add_worker`` starts more. ``workers=False``: the scheduler alone."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: bool = True) -> None:
         self.dir = tempfile.mkdtemp(prefix="dt", dir="/tmp")
         self.port = free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
@@ -213,6 +224,8 @@ class DaskCluster:
                                str(self.port), "--no-dashboard"], env=env,
                               log=os.path.join(self.dir, "scheduler.log"))
         self.workers: list[Proc] = []
+        if not workers:
+            return
         try:
             self.add_worker()
             self.special = self.add_worker("special=1")
@@ -225,9 +238,11 @@ class DaskCluster:
     def init_kwargs(self) -> dict[str, Any]:
         return {"address": self.address}
 
-    def add_worker(self, resources: str | None = None) -> Proc:
+    def add_worker(self, resources: str | None = None, without_paramsurvey: bool = False) -> Proc:
         n = len(self.workers)
-        args = [os.path.join(BIN, "dask"), "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1",
+        command = [sys.executable, "-c", WORKER_WITHOUT_PARAMSURVEY] if without_paramsurvey else [
+            os.path.join(BIN, "dask"), "worker"]
+        args = [*command, self.address, "--host", "127.0.0.1", "--nthreads", "1",
                 "--nworkers", "1", "--no-dashboard", "--local-directory", os.path.join(self.dir, f"w{n}"),
                 "--name", f"w{n}"]
         if resources:

@@ -4,15 +4,21 @@ cluster and on a user's, what Dask cannot do, and the install hint."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
 
 import _clusters
+import psutil
 import pytest
 import workers
+import workers_remote
 
 import paramsurvey
 
@@ -62,6 +68,26 @@ def test_what_dask_cannot_do_is_an_error(dask_cluster):
     init_on(dask_cluster)
     with pytest.raises(ValueError, match="timeout= is not supported by the dask backend"):
         paramsurvey.map(workers.double, [{"x": 1}], timeout=5)
+
+
+@pytest.mark.timeout(120)
+def test_workers_that_cannot_import_paramsurvey_are_an_error_not_a_hang():
+    """A node where paramsurvey is not installed: its worker used to die on the first task it
+    could not unpickle, and map() waited forever."""
+    cluster = _clusters.DaskCluster(workers=False)
+    try:
+        cluster.add_worker(without_paramsurvey=True)
+        cluster.wait_for_workers(1)
+        paramsurvey.init(backend="dask", verbose=0, dask=cluster.init_kwargs)
+        started = time.monotonic()
+        with pytest.raises(paramsurvey.BackendError, match="No module named 'paramsurvey'"):
+            paramsurvey.map(workers.double, [{"x": i} for i in range(4)])
+        assert time.monotonic() - started < 60  # a deadlock guard
+        paramsurvey.finalize()
+        assert cluster.workers[0].alive()  # the worker lives on, for a map it can run
+    finally:
+        paramsurvey.finalize()
+        cluster.stop()
 
 
 def test_cluster_cores_and_resources(dask_cluster):
@@ -147,6 +173,99 @@ def test_ctrl_c_on_a_users_cluster_stops_the_running_group(dask_cluster, tmp_pat
     settled = len(os.listdir(marks))
     time.sleep(1.0)
     assert len(os.listdir(marks)) == settled < 200
+
+
+DRIVER_KILLED = textwrap.dedent("""
+    import sys, threading, time
+    import paramsurvey, workers_remote
+
+    paramsurvey.init(backend='dask', verbose=0, dask={'n_workers': 2})
+    psets = [{'x': i} for i in range(4)]
+    threading.Thread(target=paramsurvey.map, args=(workers_remote.busy_with_a_child, psets),
+                     kwargs={'user_kwargs': {'dir': sys.argv[1]}, 'group_size': 1}, daemon=True).start()
+    time.sleep(300)
+""")
+
+
+@pytest.mark.timeout(180)
+def test_own_workers_and_their_commands_end_at_once_with_a_killed_driver(tmp_path):
+    """A driver SIGKILLed while psets run (each waiting on a command it started): its Dask workers
+    used to run on ~30 s (Dask's --death-timeout); now they, and the commands, go at once."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER_KILLED, str(marks)], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    family: list[psutil.Process] = []
+    local_dirs: set[str] = set()
+    try:
+        deadline = time.monotonic() + 90
+        while len(os.listdir(marks)) < 2:  # both workers run a pset
+            assert driver.poll() is None, driver.stderr.read().decode() if driver.stderr else ""
+            assert time.monotonic() < deadline, "the psets never started"
+            time.sleep(0.1)
+        family = psutil.Process(driver.pid).children(recursive=True)
+        assert set(commands_started(marks)) <= {p.pid for p in family}
+        # a killed driver cannot remove its workers' directory: this test does
+        local_dirs = {line[line.index("--local-directory") + 1] for line in (p.cmdline() for p in family)
+                      if "--local-directory" in line}
+        driver.kill()
+        driver.wait()
+        killed = time.monotonic()
+        _, alive = psutil.wait_procs(family, timeout=20)
+        gone_after = time.monotonic() - killed
+        left = [p.pid for p in alive]
+    finally:
+        driver.kill()
+        driver.wait()
+        for p in family:  # a failed test leaves nothing running
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        for directory in local_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+    assert not left, f"still running 20 s after the driver was killed: {left}"
+    assert gone_after < 10  # a deadlock guard; under a second here
+
+
+def commands_started(marks):
+    return [int(name.split("-")[1]) for name in os.listdir(marks)]
+
+
+def still_running(pids, timeout):
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs.append(psutil.Process(pid))
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:  # a failed test leaves nothing running
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    return [p.pid for p in alive]
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_on_the_own_cluster_ends_the_commands_psets_started(tmp_path):
+    """The worker processes running the survey are killed, and with them the commands their
+    psets started (which would otherwise run on, orphaned)."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    paramsurvey.init(backend="dask", verbose=0, dask={"n_workers": 2})
+
+    def interrupt_when_both_run():
+        deadline = time.monotonic() + 60
+        while len(os.listdir(marks)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_when_both_run)
+    interrupter.start()
+    with pytest.raises(paramsurvey.Interrupted):
+        paramsurvey.map(workers_remote.busy_with_a_child, [{"x": i} for i in range(4)], group_size=1,
+                        user_kwargs={"dir": str(marks)})
+    interrupter.join()
+    commands = commands_started(marks)
+    assert len(commands) >= 2
+    assert not still_running(commands, timeout=10)
 
 
 @pytest.mark.timeout(180)

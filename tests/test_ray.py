@@ -4,6 +4,7 @@ worker reuse limit, Ctrl-C with the embedded local start, and the install hint."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import textwrap
@@ -11,10 +12,13 @@ import threading
 import time
 
 import _clusters
+import psutil
 import pytest
 import workers
+import workers_remote
 
 import paramsurvey
+from paramsurvey import logfile
 from paramsurvey.exceptions import BackendNotInstalled
 
 ray = pytest.importorskip("ray")
@@ -54,6 +58,35 @@ def test_not_installed_names_the_extra():
     assert "raised:" in out.stdout, out.stderr
     assert "pip install 'paramsurvey[ray]'" in out.stdout
     assert issubclass(BackendNotInstalled, ImportError)
+
+
+@pytest.mark.parametrize("how", ["default_file", "RAY_HEAD_FILE"])
+def test_no_address_joins_the_cluster_of_the_head_file_as_0_4_did(ray_cluster, tmp_path, monkeypatch, how):
+    """0.4.x read ``host:port password`` from $RAY_HEAD_FILE, by default ~/.ray-head-details."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if how == "default_file":
+        head_file = tmp_path / ".ray-head-details"
+    else:
+        head_file = tmp_path / "elsewhere"
+        monkeypatch.setenv("RAY_HEAD_FILE", str(head_file))
+    head_file.write_text(f"{ray_cluster.address} thehfhghedhdjfhgfhdhdhdf\n")
+    # no address; only where this driver's node is, as every driver of this loopback cluster needs
+    paramsurvey.init(backend="ray", verbose=0, ray={"_node_ip_address": _clusters.HEAD_IP})
+    assert paramsurvey.current_core_count() == 3  # the cluster's three CPUs, not a private Ray's
+    results = paramsurvey.map(workers.echo_system, [{"x": i} for i in range(6)])
+    cluster_pids = set().union(*(pids_of(proc) for proc in ray_cluster.procs()))
+    assert set(results["pid"]) <= cluster_pids
+    with open(logfile.logfile_path()) as f:
+        assert f"joined the Ray cluster at '{ray_cluster.address}' (from the head file {head_file}" in f.read()
+
+
+def test_a_missing_ray_head_file_named_by_the_environment_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_HEAD_FILE", str(tmp_path / "nothere"))
+    with pytest.raises(paramsurvey.BackendError, match="RAY_HEAD_FILE=.*nothere"):
+        paramsurvey.init(backend="ray", verbose=0)
+    assert paramsurvey.backend() is None
 
 
 def test_cluster_cores_and_resources(ray_cluster):
@@ -123,8 +156,9 @@ def test_a_timed_out_pset_is_retried(ray_cluster):
 
 
 def test_a_pset_stuck_where_no_signal_reaches_is_stopped(ray_cluster):
-    """SIGALRM blocked stands for C code that never returns to the interpreter: the worker's
-    watchdog ends the process past the timeout's grace, and the survey goes on."""
+    """SIGALRM blocked: the worker's watchdog process has the driver stop it past the timeout's
+    grace, the pset is recorded 'timeout' (it was 'crashed' before the watchdog could tell the
+    driver why), and the survey goes on."""
 
     def stuck(pset, system_kwargs, user_kwargs):
         if pset["x"] == 1:
@@ -136,7 +170,50 @@ def test_a_pset_stuck_where_no_signal_reaches_is_stopped(ray_cluster):
     results = paramsurvey.map(stuck, [{"x": i} for i in range(3)], timeout=0.5, group_size=1,
                               ray={"max_retries": 0})
     assert results["y"].tolist() == [0, 2]
-    assert results.missing["_status"].tolist() == ["crashed"]
+    assert results.missing["_status"].tolist() == ["timeout"]
+
+
+def test_a_pset_stuck_in_c_code_holding_the_gil_times_out_and_is_retried(ray_cluster):
+    """``sum(range(10**11))`` holds the GIL for many minutes: no signal handler or thread of the
+    worker runs. Its watchdog process tells the driver, which stops the worker; the pset is
+    'timeout', retried under ``retries``, and the rest of its group runs again."""
+    init_on(ray_cluster)
+    psets = [{"x": i, "stuck": i == 1} for i in range(4)]
+    results = paramsurvey.map(workers_remote.stuck_in_c, psets, timeout=0.5, retries=1, group_size=4)
+    assert results["ok"].tolist() == [0, 2, 3]
+    missing = results.missing
+    assert missing["x"].tolist() == [1] and missing["_status"].tolist() == ["timeout"]
+    assert "timeout of 0.5 s" in missing["_exception"].iloc[0]
+    assert results.progress.retried == 1 and results.progress.timeouts == 1
+
+
+def test_ctrl_c_ends_the_commands_psets_started(ray_cluster, tmp_path):
+    """Ray runs each worker in its own process group and kills it with the worker: the commands a
+    cancelled pset started end too."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    init_on(ray_cluster)
+
+    def interrupt_when_both_run():
+        deadline = time.monotonic() + 60
+        while len(os.listdir(marks)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_when_both_run)
+    interrupter.start()
+    with pytest.raises(paramsurvey.Interrupted):
+        paramsurvey.map(workers_remote.busy_with_a_child, [{"x": i} for i in range(4)], group_size=1,
+                        user_kwargs={"dir": str(marks)})
+    interrupter.join()
+    commands = []
+    for name in os.listdir(marks):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            commands.append(psutil.Process(int(name.split("-")[1])))
+    _, alive = psutil.wait_procs(commands, timeout=10)
+    for p in alive:  # a failed test leaves nothing running
+        p.kill()
+    assert len(os.listdir(marks)) >= 2 and not alive
 
 
 @pytest.mark.timeout(180)

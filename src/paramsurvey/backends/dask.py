@@ -7,7 +7,8 @@
                          no ``__main__`` guard needed), all stopped by finalize()
     begin_map ---------> a setup task holding the map's function, user_kwargs, sys.path...
                          (a task, not scattered data: if its worker dies it is computed again)
-    submit(group) -----> client.submit(_entry, token, setup, packed group, ..., resources=)
+    submit(group) -----> client.submit(eval, TASK_EXPRESSION, {args: (token, setup, packed group, ...)},
+                                       resources=...): _entry(...) on the worker
                          (a group is cut where the psets' own ``dask`` dict changes)
     poll --------------> done callbacks -> a pipe, waited on with the wake fd -> bytes -> GroupResult
                          KilledWorker (a task whose workers kept dying): a group is split and run
@@ -27,13 +28,12 @@ import collections
 import importlib
 import logging
 import os
-import pickle
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
@@ -45,6 +45,7 @@ from .._worker import MapContext
 from ..exceptions import BackendError
 from ..utils import resolve_ncores
 from . import _remote
+from ._dask_options import CLUSTER_KEYS, TASK_KEYS, check_settings, check_task_options
 from .base import CRASH_ISOLATION, Backend, GroupDone, Outcome, PsetLost, Task
 
 log = logging.getLogger("paramsurvey")
@@ -57,14 +58,32 @@ WORKERS_START_TIMEOUT = 120.0
 # Our workers hold nothing worth saving: a short grace to close cleanly, then SIGKILL (a nanny
 # restarting a worker killed by Ctrl-C would otherwise hold the closing for ~10 s).
 STOP_GRACE = 2.0
-# Options of a task (map-level dask={...} and a pset's own dask dict); the rest of init's dict
-# chooses and sizes the cluster.
-TASK_KEYS = frozenset({"resources", "priority", "workers", "allow_other_workers"})
-CLUSTER_KEYS = frozenset({"address", "cluster", "n_workers", "threads_per_worker", "memory_limit"})
+# paramsurvey's own workers end with the driver, even one killed outright (which would leave busy
+# workers running ~30 s, Dask's --death-timeout): the `dask worker` command line runs under this
+# wrapper, which watches a pipe whose write end only the driver holds. At its end of file (the
+# driver is gone) it SIGKILLs its process group, the session started for it: the nannies, their
+# worker processes, and the commands psets started there.
+WORKERS_WRAPPER = textwrap.dedent("""
+    import os, signal, sys, threading
+
+    def watch(fd):
+        while os.read(fd, 64):
+            pass
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, args=(int(sys.argv.pop(1)),), daemon=True).start()
+    sys.argv[0] = 'dask-worker'
+    from distributed.cli.dask_worker import main
+    main()
+""")
 
 
-def _identity(value: bytes) -> bytes:
-    return value
+# A task's function travels by reference: a worker where paramsurvey cannot be imported fails to
+# unpickle it, which Dask treats as a broken scheduler connection: the worker closes, the task
+# waits for a worker forever. So the function Dask sees is a builtin, eval of this constant
+# expression, which imports paramsurvey as the task runs: there, an ImportError is the task's
+# error, which the driver reports (see _lost).
+TASK_EXPRESSION = '__import__("paramsurvey.backends.dask", fromlist=["_entry"])._entry(*args)'
 
 
 def _entry(token: str, setup: bytes, packed: bytes, attempt: int, watch: bool) -> Any:
@@ -118,10 +137,11 @@ class DaskBackend(Backend):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        _check_settings(settings)
+        check_settings(settings)
         self.client: Any = None
         self.scheduler: Any = None  # our own in-process scheduler (a LocalCluster with no workers)
         self.workers_proc: subprocess.Popen[bytes] | None = None
+        self.lifeline: int | None = None  # see WORKERS_WRAPPER
         self.local_dir: str | None = None
         self.pending: dict[Any, tuple[Task, dict[str, Any], bool]] = {}  # future -> (task, options, solo)
         self.ready: list[Outcome] = []
@@ -146,7 +166,12 @@ class DaskBackend(Backend):
 
     # -- life cycle -------------------------------------------------------------------------
     def update_settings(self, settings: Settings) -> None:
-        _check_settings(settings)
+        check_settings(settings)
+        late = [k for k in _remote.changed_keys(self.settings.backend_options, settings.backend_options)
+                if k in CLUSTER_KEYS]
+        if late and self.client is not None:
+            log.warning("dask: init(dask=...) options %s cannot take effect: the cluster is already chosen "
+                        "(call paramsurvey.finalize() first)", late)
         super().update_settings(settings)
 
     def start(self) -> None:
@@ -154,8 +179,6 @@ class DaskBackend(Backend):
 
         options = self.settings.backend_options
         address, cluster = options.get("address"), options.get("cluster")
-        if address is not None and cluster is not None:
-            raise ValueError("give dask={'address': ...} or dask={'cluster': ...}, not both")
         try:
             if cluster is not None:
                 self.client = Client(cluster, set_as_default=False)
@@ -182,13 +205,18 @@ class DaskBackend(Backend):
         self.local_dir = tempfile.mkdtemp(prefix="psdask", dir="/tmp")
         env = dict(os.environ)
         env.setdefault("DASK_LOGGING__DISTRIBUTED", "critical" if self.settings.verbose < 2 else "warning")
-        command = [sys.executable, "-m", "distributed.cli.dask_worker", self.scheduler.scheduler_address,
+        lifeline, self.lifeline = os.pipe()  # the workers hold the read end, this process the write end
+        command = [sys.executable, "-c", WORKERS_WRAPPER, str(lifeline), self.scheduler.scheduler_address,
                    "--nworkers", str(n_workers), "--nthreads", str(threads), "--no-dashboard",
                    "--host", "127.0.0.1", "--local-directory", self.local_dir, "--death-timeout", "30"]
         if options.get("memory_limit") is not None:
             command += ["--memory-limit", str(options["memory_limit"])]
         # its own session: a Ctrl-C at the terminal reaches the driver alone, which stops the workers
-        self.workers_proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self.workers_proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+                                                 pass_fds=(lifeline,))
+        finally:
+            os.close(lifeline)
         self.client = Client(self.scheduler, set_as_default=False)
         deadline = time.monotonic() + WORKERS_START_TIMEOUT
         while len(self.client.nthreads()) < n_workers:
@@ -211,6 +239,9 @@ class DaskBackend(Backend):
         proc, self.workers_proc = self.workers_proc, None
         if proc is not None:
             _stop_process_tree(proc)
+        lifeline, self.lifeline = self.lifeline, None
+        if lifeline is not None:
+            os.close(lifeline)
         client, self.client = self.client, None
         if client is not None:
             try:
@@ -252,13 +283,13 @@ class DaskBackend(Backend):
 
     # -- one map ----------------------------------------------------------------------------
     def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
-        unknown = set(settings.backend_options) - TASK_KEYS - CLUSTER_KEYS
-        if unknown:
-            raise ValueError(f"unknown dask option(s) {sorted(unknown)}: map() takes {sorted(TASK_KEYS)}")
+        check_task_options(_remote.map_given(self.settings.backend_options, settings.backend_options), "map")
+        self.map_options = {k: v for k, v in settings.backend_options.items() if k in TASK_KEYS}
         setup = _remote.make_setup(ctx, None)
         self.token = uuid.uuid4().hex
-        self.setup = self.client.submit(_identity, setup, key=f"paramsurvey-setup-{self.token}", pure=False)
-        self.map_options = {k: v for k, v in settings.backend_options.items() if k in TASK_KEYS}
+        # bytes(setup) is a copy: the setup is a task's result (computed again if its worker dies),
+        # by a builtin (see TASK_EXPRESSION)
+        self.setup = self.client.submit(bytes, setup, key=f"paramsurvey-setup-{self.token}", pure=False)
         self.want_digests = ctx.want_digests
         self.wake_fd = wake_fd
         self.cores_at = -_remote.CORES_TTL
@@ -289,10 +320,10 @@ class DaskBackend(Backend):
         for pset_options, piece in _remote.split_by(task, "dask"):
             options = self.map_options
             if pset_options is not None:
-                if (not isinstance(pset_options, dict) or set(pset_options) - TASK_KEYS
-                        or not isinstance(pset_options.get("resources", {}), dict)):
-                    self._fail(piece, repr(ValueError(f"a pset's dask options must be a dict with keys among "
-                                                      f"{sorted(TASK_KEYS)}, not {pset_options!r}")))
+                try:
+                    check_task_options(pset_options, "a pset's")
+                except (TypeError, ValueError) as exc:
+                    self._fail(piece, repr(exc))
                     continue
                 options = {**options, **pset_options}
             self._launch(piece, options)
@@ -302,12 +333,13 @@ class DaskBackend(Backend):
         if options:
             self._check_feasible(options)
         watch = self.workers_proc is None  # not our workers: they cannot be killed on Ctrl-C
-        try:
-            packed = _remote.pack(task)
-        except (TypeError, ValueError, pickle.PicklingError) as exc:  # a pset no pickler can send
-            self._fail(task, repr(exc))
+        task, packed, unsendable = _remote.pack(task, self.want_digests)
+        if unsendable is not None:  # psets no pickler can send fail alone; the rest go
+            self.ready.append(unsendable)
+        if packed is None:
             return
-        future = self.client.submit(_entry, self.token, self.setup, packed, task.attempt, watch,
+        args = (self.token, self.setup, packed, task.attempt, watch)
+        future = self.client.submit(eval, TASK_EXPRESSION, {"args": args},
                                     key=f"paramsurvey-{self.token[:12]}-{self.keys}", pure=False, **options)
         self.pending[future] = (task, options, solo)
         future.add_done_callback(self._on_done)
@@ -366,8 +398,12 @@ class DaskBackend(Backend):
                     payload = payloads[i] if payloads is not None else future.result()
                 except Exception:
                     continue  # its status says what happened; handled below
-                task = self.pending.pop(future)[0]
-                outcomes.append(GroupDone(task, _remote.decode(payload, task, self.want_digests)))
+                task, options, _ = self.pending.pop(future)
+                try:
+                    outcomes.append(GroupDone(task, _remote.decode(payload, task, self.want_digests)))
+                except _remote.RunAlone:
+                    for piece in _remote.chunks(task, 1):
+                        self._launch(piece, options)
         for future in finished:
             if future in self.pending:
                 task, options, solo = self.pending.pop(future)
@@ -380,6 +416,9 @@ class DaskBackend(Backend):
             from distributed import KilledWorker
 
             exc = future.exception()
+            if isinstance(exc, ImportError):
+                raise BackendError(f"a Dask worker cannot run paramsurvey's tasks: {exc!r} (install paramsurvey, "
+                                   "and what it needs, alike on every worker)") from exc
             if not isinstance(exc, KilledWorker):  # raised outside any pset: every task would
                 raise BackendError(f"a Dask task of the survey failed outside any pset (is paramsurvey "
                                    f"installed alike on every worker?): {exc!r}") from exc
@@ -415,8 +454,10 @@ class DaskBackend(Backend):
             try:
                 ours = {f.key for f in futures}
                 busy = [w for w, keys in self.client.processing().items() if ours & set(keys)]
-                info = self.client.scheduler_info(n_workers=-1)["workers"]
-                victims = [info[w]["pid"] for w in busy if w in info]
+                # our scheduler runs in this process: its worker states hold the pids (the
+                # client's scheduler_info() does not)
+                states = self.scheduler.scheduler.workers
+                victims = [states[w].pid for w in busy if w in states]
             except Exception:
                 victims = []
         try:
@@ -424,26 +465,30 @@ class DaskBackend(Backend):
         except Exception:
             pass
         if victims and self.workers_proc is not None:
-            import psutil
-
-            mine = {p.pid for p in psutil.Process(self.workers_proc.pid).children(recursive=True)}
-            for pid in victims:
-                if pid in mine:  # never a process that is not ours
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+            _kill_workers(self.workers_proc.pid, victims)
 
 
-def _check_settings(settings: Settings) -> None:
-    if settings.max_tasks_per_child:
-        raise ValueError("max_tasks_per_child is not supported by the dask backend (Dask cannot retire "
-                         "a worker process after N tasks; its workers' --lifetime option retires them "
-                         "by age); use the multiprocessing or ray backend")
-    unknown = set(settings.backend_options) - TASK_KEYS - CLUSTER_KEYS
-    if unknown:
-        raise ValueError(f"unknown dask option(s) {sorted(unknown)}: init() takes "
-                         f"{sorted(CLUSTER_KEYS | TASK_KEYS)}, map() takes {sorted(TASK_KEYS)}")
+def _kill_workers(root: int, victims: list[int]) -> None:
+    """SIGKILL those of our worker processes (under ``root``), with the commands their psets
+    started (their nannies start fresh workers; orphaned commands would run on unseen)."""
+    import psutil
+
+    try:
+        mine = {p.pid: p for p in psutil.Process(root).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return
+    doomed = []
+    for pid in victims:
+        if pid in mine:  # never a process that is not ours
+            try:
+                doomed += [mine[pid], *mine[pid].children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+    for process in doomed:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _stop_process_tree(proc: subprocess.Popen[bytes]) -> None:

@@ -1,7 +1,7 @@
 """The Ray backend: groups of psets as Ray tasks, on a private local Ray or on an existing cluster.
 
-    init(ray={...}) ---> ray.init(**dict): address given (or RAY_ADDRESS): join that cluster;
-                         else start a private local Ray (stopped by finalize())
+    init(ray={...}) ---> ray.init(**dict): address given, or RAY_ADDRESS, or 0.4.x's head file:
+                         join that cluster; else start a private local Ray (stopped by finalize())
     begin_map ---------> ray.put(setup)                      one object per map: the function,
                                                              user_kwargs, sys.path...
     submit(group) -----> _entry.options(**opts).remote(token, [setup_ref], packed group, ...)
@@ -10,24 +10,27 @@
     poll --------------> ray.wait(refs, timeout <= 0.1 s) -> bytes -> GroupResult
                          a task whose worker or node died: a group is split and run again; a
                          pset alone is 'crashed' once Ray's own retries (max_retries) are spent
+    stuck pset --------> a worker's watchdog process reports it (TCP, maps with a timeout only):
+                         ray.cancel(ref, force=True), the pset is 'timeout', the rest runs again
     cancel (Ctrl-C) ---> ray.cancel(ref, force=True) for every task in flight
 
-Capabilities: TIMEOUT (Ray runs a task in its worker's main thread, so SIGALRM stops one pset, see
-``_remote._AlarmSlot``), CRASH_ISOLATION (by splitting crashed groups), MAX_TASKS_PER_CHILD (groups
+Capabilities: TIMEOUT (Ray runs a task in its worker's main thread, so SIGALRM stops one pset; a
+pset stuck where no signal reaches is stopped through the worker's watchdog process, see
+``_remote._Alarm`` and ``_watchdog``), CRASH_ISOLATION (by splitting crashed groups), MAX_TASKS_PER_CHILD (groups
 of at most that many psets, and Ray's ``max_calls=1``: a worker process runs one group, then exits).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
-import pickle
 import select
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import ray
@@ -36,7 +39,7 @@ from .._config import Settings
 from .._worker import MapContext
 from ..exceptions import BackendError
 from ..utils import resolve_ncores
-from . import _remote
+from . import _remote, _watchdog
 from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, GroupDone, Outcome, PsetLost, Task
 
 log = logging.getLogger("paramsurvey")
@@ -48,6 +51,13 @@ POLL_SLICE = 0.1
 # A pset's own ``ray`` dict may use this alias (0.4.x): num_cores is Ray's num_cpus.
 ALIASES = {"num_cores": "num_cpus"}
 WARMUP_TIMEOUT = 60.0
+# 0.4.x joined the cluster named in this file when no address was given ($RAY_HEAD_FILE overrides).
+DEFAULT_HEAD_FILE = "~/.ray-head-details"
+# How ray.init() says it does not take a keyword argument (a RuntimeError).
+UNKNOWN_KEYWORDS = "Unknown keyword argument(s): "
+# Task options that would break how paramsurvey talks to its tasks (one return value; max_calls
+# follows max_tasks_per_child).
+RESERVED_TASK_OPTIONS = frozenset({"num_returns", "max_calls"})
 
 
 def _entry(token: str, holder: list[Any], packed: bytes, attempt: int, cores: float) -> Any:
@@ -59,6 +69,42 @@ def _entry(token: str, holder: list[Any], packed: bytes, attempt: int, cores: fl
 def _warm() -> int:
     time.sleep(0.2)  # long enough that each idle worker takes one, and loads paramsurvey
     return os.getpid()
+
+
+def _check_init_options(options: Mapping[str, Any]) -> None:
+    """init's ray={...} goes to ray.init(): a key it does not take is a TypeError naming it, before
+    anything starts. Ray's private options (``_temp_dir``, ``_node_ip_address``...) are checked by
+    ray.init() itself, also before it starts anything."""
+    parameters = inspect.signature(ray.init).parameters
+    named = {name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    unknown = sorted(str(k) for k in options if not str(k).startswith("_") and k not in named)
+    if unknown:
+        raise TypeError(f"init(ray={{...}}): ray.init() does not take {', '.join(map(repr, unknown))} "
+                        "(task options such as num_gpus or max_retries go to map(ray={...}))")
+
+
+def _where(address: str | None) -> tuple[str, str]:
+    """The cluster to join, and why (empty: the program said so), as 0.4.x chose it: ``address``;
+    else $RAY_ADDRESS; else the head file 0.4.x read ($RAY_HEAD_FILE, by default
+    ~/.ray-head-details, holding ``host:port [password]``); else 'local': a private local Ray."""
+    if address:
+        return address, ""
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], " (from $RAY_ADDRESS)"
+    named = os.environ.get("RAY_HEAD_FILE")
+    path = named or os.path.expanduser(DEFAULT_HEAD_FILE)
+    try:
+        with open(path) as f:
+            words = f.read().split()
+    except OSError as exc:
+        if named:  # asked for by name: a missing file is a mistake, not a reason to start Ray here
+            raise BackendError(f"cannot read the Ray head file RAY_HEAD_FILE={named!r}: {exc}") from exc
+        return "local", ""
+    if not words:
+        raise BackendError(f"the Ray head file {path} is empty: it should hold the head's host:port")
+    # the second word, 0.4.x's Redis password, has no use since Ray 1.11 (no Redis)
+    return words[0], f" (from the head file {path}; remove it, or give ray={{'address': 'local'}}, " \
+                     "for a private local Ray)"
 
 
 def _normalize(options: Any) -> dict[str, Any]:
@@ -77,6 +123,7 @@ class RayBackend(Backend):
     min_group_seconds = 0.01
 
     def __init__(self, settings: Settings) -> None:
+        _check_init_options(settings.backend_options)
         super().__init__(settings)
         self.owns = False  # we started the local Ray: finalize() stops it
         self.connected = False  # we called ray.init(): finalize() disconnects
@@ -94,35 +141,59 @@ class RayBackend(Backend):
         self.cores = 0
         self.cores_at = -_remote.CORES_TTL
         self.checked: set[Hashable] = set()
+        self.timeout: float | None = None
+        self.stuck: _watchdog.StuckReports | None = None  # a map with a timeout: the watchdogs report here
+        self.stopped: dict[Any, int] = {}  # task cancelled because this pset of it was stuck
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
         options = dict(self.settings.backend_options)
-        if not ray.is_initialized():
-            address = options.pop("address", None) or os.environ.get("RAY_ADDRESS") or "local"
-            self.owns = address == "local"
-            if self.owns:
-                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no report leaves the machine
-                options.setdefault("num_cpus", resolve_ncores(self.settings.ncores))
-                options.setdefault("include_dashboard", False)
-                if "_temp_dir" not in options:  # short (socket paths) and ours to remove
-                    self.temp_dir = options["_temp_dir"] = tempfile.mkdtemp(prefix="psray", dir="/tmp")
-            options.setdefault("logging_level", logging.WARNING if self.settings.verbose >= 2 else logging.ERROR)
-            # Ray relays the workers' output (and its own notes on dead workers) to this process;
-            # verbose=0 promises silence
-            options.setdefault("log_to_driver", self.settings.verbose > 0)
-            try:
-                ray.init(address=address, **options)
-            except Exception as exc:
-                self._remove_temp_dir()
-                where = "start a local Ray" if self.owns else f"connect to the Ray cluster at {address!r}"
-                raise BackendError(f"could not {where}: {exc}") from exc
+        if ray.is_initialized():  # the program called ray.init() itself: its connection is used as is
+            if options:
+                log.warning("ray: Ray was already initialized by this program, so init(ray=...) options %s "
+                            "are not used", sorted(options))
+        else:
+            self._init_ray(options)
             self.connected = True
         self._make_remote()
         if self.owns:
             self._warm_up()
 
+    def _init_ray(self, options: dict[str, Any]) -> None:
+        address, source = _where(options.pop("address", None))
+        self.owns = address == "local"
+        if self.owns:
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no report leaves the machine
+            options.setdefault("num_cpus", resolve_ncores(self.settings.ncores))
+            options.setdefault("include_dashboard", False)
+            if "_temp_dir" not in options:  # short (socket paths) and ours to remove
+                self.temp_dir = options["_temp_dir"] = tempfile.mkdtemp(prefix="psray", dir="/tmp")
+        options.setdefault("logging_level", logging.WARNING if self.settings.verbose >= 2 else logging.ERROR)
+        # Ray relays the workers' output (and its own notes on dead workers) to this process;
+        # verbose=0 promises silence
+        options.setdefault("log_to_driver", self.settings.verbose > 0)
+        cluster = "a private local Ray" if self.owns else f"the Ray cluster at {address!r}{source}"
+        try:
+            ray.init(address=address, **options)
+        except (TypeError, ValueError) as exc:  # ray.init() rejected an option
+            self._remove_temp_dir()
+            raise type(exc)(f"init(ray={{...}}): ray.init() rejected the options: {exc}") from exc
+        except Exception as exc:
+            self._remove_temp_dir()
+            if str(exc).startswith(UNKNOWN_KEYWORDS):  # Ray's own check of its private options
+                raise TypeError(f"init(ray={{...}}): ray.init() does not take "
+                                f"{str(exc)[len(UNKNOWN_KEYWORDS):]}") from exc
+            raise BackendError(f"could not {'start' if self.owns else 'join'} {cluster}: {exc}") from exc
+        # joining a cluster because of the environment or a file is worth saying at verbose=1; the
+        # other choices are what the program asked for
+        log.info("ray: %s %s", "started" if self.owns else "joined", cluster, extra={"ps_verbose": 1 if source else 2})
+
     def update_settings(self, settings: Settings) -> None:
+        _check_init_options(settings.backend_options)
+        late = _remote.changed_keys(self.settings.backend_options, settings.backend_options)
+        if late and ray.is_initialized():
+            log.warning("ray: init(ray=...) options %s cannot take effect: ray.init() has already run "
+                        "(call paramsurvey.finalize() first)", late)
         changed = settings.max_tasks_per_child != self.settings.max_tasks_per_child
         super().update_settings(settings)
         if changed and self.remote is not None:
@@ -147,6 +218,9 @@ class RayBackend(Backend):
         self.ready.clear()
         self.holder = []
         self.remotes.clear()
+        if self.stuck is not None:
+            self.stuck.close()
+            self.stuck = None
         if self.connected:
             self.connected = False
             try:
@@ -177,10 +251,14 @@ class RayBackend(Backend):
 
     # -- one map ----------------------------------------------------------------------------
     def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
-        setup = _remote.make_setup(ctx, settings.timeout)
+        self.map_options = self._map_options(settings)
+        self._check_task_options(self.map_options)
+        self.timeout = settings.timeout
+        if self.timeout is not None and self.stuck is None:
+            self.stuck = _stuck_reports()
+        setup = _remote.make_setup(ctx, self.timeout, self.stuck.address if self.stuck is not None else None)
         self.token = uuid.uuid4().hex
         self.holder = [ray.put(setup)]
-        self.map_options = self._map_options(settings)
         self.want_digests = ctx.want_digests
         self.max_chunk = self.settings.max_tasks_per_child
         self.wake_fd = wake_fd
@@ -188,14 +266,33 @@ class RayBackend(Backend):
 
     def _map_options(self, settings: Settings) -> dict[str, Any]:
         """map(ray={...}) sets task options; init's ray={...} went to ray.init(), not to tasks."""
-        given = self.settings.backend_options
-        return _normalize({k: v for k, v in settings.backend_options.items()
-                           if k not in given or given[k] is not v})
+        return _normalize(_remote.map_given(self.settings.backend_options, settings.backend_options))
+
+    def _check_task_options(self, options: dict[str, Any]) -> None:
+        """map's ray={...}: a key that is not a Ray task option, or a value Ray rejects, is an
+        error naming it before any pset runs (a pset's own dict fails that pset alone)."""
+        reserved = sorted(RESERVED_TASK_OPTIONS & set(options))
+        if reserved:
+            raise ValueError(f"map(ray={{...}}): {', '.join(map(repr, reserved))} is paramsurvey's to set")
+        init_keys = set(inspect.signature(ray.init).parameters)
+        for key, value in options.items():  # one by one, so that the message names the key
+            try:
+                self.remote.options(**{key: value})
+            except (TypeError, ValueError) as exc:
+                hint = " (an option of ray.init(): give it to init(ray={...}))" if key in init_keys else ""
+                raise ValueError(f"map(ray={{...}}): Ray rejected the task option {key!r}{hint}: {exc}") from None
+        try:
+            self.remote.options(**options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"map(ray={{...}}): Ray rejected the task options {options!r}: {exc}") from None
 
     def end_map(self) -> None:
         self.cancel()  # nothing is pending unless the map itself failed: then stop its leftovers
         self.holder = []
         self.wake_fd = None
+        if self.stuck is not None:
+            self.stuck.close()
+            self.stuck = None
 
     def free_slots(self) -> int:
         return max(0, IN_FLIGHT_PER_CORE * self.worker_count() - len(self.pending))
@@ -228,12 +325,13 @@ class RayBackend(Backend):
                 return
             self.remotes[key] = remote
             self._check_feasible(key, options)
-        cores = options.get("num_cpus", 1) or 1
-        try:
-            ref = remote.remote(self.token, self.holder, _remote.pack(task), task.attempt, cores)
-        except (TypeError, ValueError, pickle.PicklingError) as exc:  # a pset no pickler can send
-            self._fail(task, repr(exc))
+        task, packed, unsendable = _remote.pack(task, self.want_digests)
+        if unsendable is not None:  # psets no pickler can send fail alone; the rest go
+            self.ready.append(unsendable)
+        if packed is None:
             return
+        cores = options.get("num_cpus", 1) or 1
+        ref = remote.remote(self.token, self.holder, packed, task.attempt, cores)
         self.pending[ref] = (task, options)
 
     def _fail(self, task: Task, message: str) -> None:
@@ -279,27 +377,66 @@ class RayBackend(Backend):
                 return outcomes
 
     def _woken(self, wait_for: float) -> bool:
-        if self.wake_fd is None:
+        """Wait on the Ctrl-C wake fd and the watchdogs' reports; True if Ctrl-C woke us."""
+        fds = [fd for fd in (self.wake_fd, self.stuck.fileno() if self.stuck else None) if fd is not None]
+        if not fds:
             if wait_for > 0:
                 time.sleep(wait_for)
             return False
-        return bool(select.select([self.wake_fd], [], [], wait_for)[0])
+        ready = select.select(fds, [], [], wait_for)[0]
+        if self.stuck is not None and self.stuck.fileno() in ready:
+            self._stop_stuck()
+        return self.wake_fd in ready
+
+    def _stop_stuck(self) -> None:
+        """A watchdog says a pset runs past its timeout where no signal reaches: cancel its task
+        (force: Ray ends the worker process, and does not retry a cancelled task)."""
+        assert self.stuck is not None
+        for token, position, attempt in self.stuck.read():
+            if token != self.token:
+                continue
+            for ref, (task, _) in self.pending.items():
+                if task.attempt == attempt and position in task.positions and ref not in self.stopped:
+                    self.stopped[ref] = position
+                    log.info("ray: pset %d is past its timeout and stuck where no signal reaches; stopping "
+                             "its worker process", position, extra={"ps_verbose": 2})
+                    ray.cancel(ref, force=True)
+                    break
 
     def _collect(self, ref: Any, outcomes: list[Outcome]) -> None:
         task, options = self.pending.pop(ref)
+        stuck_at = self.stopped.pop(ref, None)
         try:
             payload = ray.get(ref)
-        except ray.exceptions.TaskCancelledError:
-            return
         except ray.exceptions.RayTaskError as exc:  # raised outside any pset: every task would
             raise BackendError(f"a Ray task of the survey failed outside any pset (is paramsurvey installed "
                                f"alike on every node?): {exc}") from exc
-        except ray.exceptions.RayError as exc:
-            self._lost(task, options, exc, outcomes)
+        except ray.exceptions.RayError as exc:  # cancelled, or its worker or node died
+            if stuck_at is not None:
+                self._timed_out(task, options, stuck_at, outcomes)
+            elif not isinstance(exc, ray.exceptions.TaskCancelledError):
+                self._lost(task, options, exc, outcomes)
             return
-        result, timed_out = _remote.extract_timeouts(_remote.decode(payload, task, self.want_digests), task)
+        try:
+            result = _remote.decode(payload, task, self.want_digests)
+        except _remote.RunAlone:
+            for piece in _remote.chunks(task, 1):
+                self._launch(piece, options)
+            return
+        result, timed_out = _remote.extract_timeouts(result, task)
         outcomes.append(GroupDone(task, result))
         outcomes.extend(timed_out)
+
+    def _timed_out(self, task: Task, options: dict[str, Any], position: int, outcomes: list[Outcome]) -> None:
+        """A pset stopped with its worker at its timeout: 'timeout' (the engine retries it under
+        ``retries``); the rest of its group, lost with the worker, runs again."""
+        i = task.positions.index(position)
+        message = (f"pset ran past its timeout of {self.timeout:g} s where no signal reaches it (e.g. C code "
+                   "holding the GIL) and was stopped with its worker process")
+        outcomes.append(PsetLost(position, task.psets[i], task.attempt, "timeout", message))
+        rest = [j for j in range(len(task.positions)) if j != i]
+        if rest:
+            self._launch(_remote.subset(task, rest), options)
 
     def _lost(self, task: Task, options: dict[str, Any], exc: Exception, outcomes: list[Outcome]) -> None:
         """The task's worker (or node) died."""
@@ -322,3 +459,25 @@ class RayBackend(Backend):
                 pass
         self.pending.clear()
         self.ready.clear()
+        self.stopped.clear()
+
+
+def _stuck_reports() -> _watchdog.StuckReports | None:
+    """Where the watchdogs report stuck psets; None if this driver cannot listen where Ray's
+    workers reach it (e.g. a Ray Client connection): a stuck pset's worker is then SIGKILLed by
+    its watchdog, and the pset recorded 'crashed'."""
+    try:
+        return _watchdog.StuckReports(_driver_ip())
+    except Exception as exc:
+        log.info("ray: cannot listen for psets stuck past their timeout (%r); they will be 'crashed'", exc,
+                 extra={"ps_verbose": 2})
+        return None
+
+
+def _driver_ip() -> str:
+    """This driver's address in the Ray cluster (where Ray's own workers reach it)."""
+    node_id = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id and node.get("NodeManagerAddress"):
+            return str(node["NodeManagerAddress"])
+    return str(ray.util.get_node_ip_address())
