@@ -18,7 +18,7 @@ import workers
 import workers_remote
 
 import paramsurvey
-from paramsurvey import logfile
+from paramsurvey import _logfile as logfile
 from paramsurvey.exceptions import BackendNotInstalled
 
 ray = pytest.importorskip("ray")

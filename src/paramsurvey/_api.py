@@ -102,8 +102,8 @@ def init(**kwargs: Any) -> None:
     _logfile.open_logfile(settings.env_used, settings.pslogger_prefix, settings.pslogger_fd)
     _limit_omp_threads(settings.backend)
     if _session.backend is not None:
+        _session.backend.update_settings(settings)  # first: settings it refuses must not stick
         _session.init_kwargs = merged
-        _session.backend.update_settings(settings)
         log.info("paramsurvey: init() again: settings updated", extra={"ps_verbose": 2})
         return
     backend = create(settings)

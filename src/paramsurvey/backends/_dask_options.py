@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._config import Settings
+from ..exceptions import ArgumentError, ArgumentTypeError
 
 # Options of a task (map-level dask={...} and a pset's own dask dict); the rest of init's dict
 # chooses and sizes the cluster.
@@ -20,19 +21,19 @@ OWN_CLUSTER_KEYS = frozenset({"n_workers", "threads_per_worker", "memory_limit"}
 def check_settings(settings: Settings) -> None:
     """init()'s settings for Dask: what Dask cannot do, and init's dask={...}."""
     if settings.max_tasks_per_child:
-        raise ValueError("max_tasks_per_child is not supported by the dask backend (Dask cannot retire "
+        raise ArgumentError("max_tasks_per_child is not supported by the dask backend (Dask cannot retire "
                          "a worker process after N tasks; its workers' --lifetime option retires them "
                          "by age); use the multiprocessing or ray backend")
     options = settings.backend_options
     unknown = set(options) - TASK_KEYS - CLUSTER_KEYS
     if unknown:
-        raise ValueError(f"unknown dask option(s) {sorted(map(str, unknown))}: init() takes "
+        raise ArgumentError(f"unknown dask option(s) {sorted(map(str, unknown))}: init() takes "
                          f"{sorted(CLUSTER_KEYS | TASK_KEYS)}, map() takes {sorted(TASK_KEYS)}")
     if options.get("address") is not None and options.get("cluster") is not None:
-        raise ValueError("give dask={'address': ...} or dask={'cluster': ...}, not both")
+        raise ArgumentError("give dask={'address': ...} or dask={'cluster': ...}, not both")
     unused = sorted(OWN_CLUSTER_KEYS & set(options))
     if unused and (options.get("address") is not None or options.get("cluster") is not None):
-        raise ValueError(f"dask options {unused} size paramsurvey's own cluster; they do nothing for a "
+        raise ArgumentError(f"dask options {unused} size paramsurvey's own cluster; they do nothing for a "
                          "cluster given by address or cluster")
     check_task_options({k: v for k, v in options.items() if k in TASK_KEYS}, "init")
 
@@ -41,15 +42,15 @@ def check_task_options(options: Any, where: str) -> None:
     """Dask task options (map's, init's, or a pset's own dict), checked as Dask would only when the
     task is submitted: an error naming the key."""
     if not isinstance(options, Mapping):
-        raise TypeError(f"{where} dask options must be a dict, not {type(options).__name__}")
+        raise ArgumentTypeError(f"{where} dask options must be a dict, not {type(options).__name__}")
     unknown = sorted(str(k) for k in options if k not in TASK_KEYS)
     if unknown:
         also = " (an option of init(dask={...}))" if set(unknown) & CLUSTER_KEYS else ""
-        raise ValueError(f"{where} dask options take the task options {sorted(TASK_KEYS)}, not "
+        raise ArgumentError(f"{where} dask options take the task options {sorted(TASK_KEYS)}, not "
                          f"{unknown}{also}")
     for key, value in options.items():
         if value is not None and not TASK_OPTION_CHECKS[key](value):
-            raise TypeError(f"{where} dask option {key!r} must be {TASK_OPTION_FORMS[key]}, not {value!r}")
+            raise ArgumentTypeError(f"{where} dask option {key!r} must be {TASK_OPTION_FORMS[key]}, not {value!r}")
 
 
 def _is_number(value: Any) -> bool:

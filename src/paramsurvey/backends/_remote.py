@@ -36,6 +36,7 @@ from typing import Any
 from .. import _hashing, _pickling
 from .. import _worker as _worker_module
 from .._worker import GroupResult, InitializerFailed, MapContext, Slot, encode_result, run_group
+from ..exceptions import ArgumentTypeError, BackendError
 from .base import GroupDone, PsetLost, Task
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -72,7 +73,7 @@ def make_setup(ctx: MapContext, timeout: float | None, report_to: tuple[str, int
     try:
         blob = _pickling.dumps_by_value(ctx)
     except Exception as exc:
-        raise TypeError(f"the worker function, user_kwargs or out_subdirs could not be pickled "
+        raise ArgumentTypeError(f"the worker function, user_kwargs or out_subdirs could not be pickled "
                         f"to send to remote workers: {exc!r}") from exc
     user_threads = {var: os.environ[var] for var in THREAD_VARS if os.environ.get(var)}
     return pickle.dumps((list(sys.path), blob, user_threads, os.getcwd(), timeout, report_to),
@@ -103,8 +104,6 @@ def decode(payload: Any, task: Task, want_digests: bool) -> GroupResult:
             raise RunAlone(error)
         message = repr(RuntimeError(f"the worker could not load this pset: {error}"))
         return failed_group(task.positions, task.psets, message, want_digests)
-    from ..exceptions import BackendError
-
     if payload[3:] == (INITIALIZER,):
         raise BackendError(f"the per-worker initializer failed in a remote worker, so no pset can run: "
                            f"{error}\n{tb}")

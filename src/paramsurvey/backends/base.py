@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from .._config import Settings
 from .._worker import GroupResult, MapContext
+from ..exceptions import ArgumentTypeError
 
 # Capability flags: what a backend can promise (the contract tests read them).
 TIMEOUT = "timeout"                        # stops one pset past its timeout, records 'timeout'
@@ -152,5 +153,5 @@ def _pickled_initializer(initializer: Callable[..., Any], initargs: Any) -> byte
     try:
         return _pickling.dumps_by_value((initializer, initargs))
     except Exception as exc:
-        raise TypeError(f"init(initializer=...): the initializer {callable_name(initializer)} or its initargs "
+        raise ArgumentTypeError(f"init(initializer=...): the initializer {callable_name(initializer)} or its initargs "
                         f"could not be pickled to send to worker processes: {exc!r}") from exc

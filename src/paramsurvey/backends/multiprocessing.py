@@ -46,7 +46,7 @@ from .. import _zygote
 from .._config import Settings
 from .._pickling import dumps_by_value
 from .._worker import GroupResult, MapContext, Slot
-from ..exceptions import BackendError
+from ..exceptions import ArgumentError, ArgumentTypeError, BackendError
 from ..utils import resolve_ncores
 from ._remote import failed_group
 from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, GroupDone, Outcome, PsetLost, Task
@@ -245,7 +245,7 @@ def ensure_fd_room(nworkers: int, asked: int | None, retiring: bool) -> None:
         return
     if hard != resource.RLIM_INFINITY and need > hard:
         named = f"ncores={asked}" if asked == nworkers else f"ncores={asked} ({nworkers} workers)"
-        raise ValueError(
+        raise ArgumentError(
             f"{named} is more worker processes than this process may open files for: they need about "
             f"{need} open files, and its limit is {hard} (RLIMIT_NOFILE, see `ulimit -Hn`). Use fewer "
             "workers, or raise the limit.")
@@ -386,7 +386,7 @@ class MultiprocessingBackend(Backend):
         try:
             blob = dumps_by_value(ctx)
         except Exception as exc:
-            raise TypeError(f"the worker function, user_kwargs or out_subdirs could not be pickled "
+            raise ArgumentTypeError(f"the worker function, user_kwargs or out_subdirs could not be pickled "
                             f"to send to worker processes: {exc!r}") from exc
         if self.zygote is None:
             self.start()

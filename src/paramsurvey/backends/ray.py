@@ -37,7 +37,7 @@ import ray
 
 from .._config import Settings
 from .._worker import MapContext
-from ..exceptions import BackendError
+from ..exceptions import ArgumentError, ArgumentTypeError, BackendError
 from ..utils import resolve_ncores
 from . import _remote, _watchdog
 from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, GroupDone, Outcome, PsetLost, Task
@@ -79,7 +79,7 @@ def _check_init_options(options: Mapping[str, Any]) -> None:
     named = {name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
     unknown = sorted(str(k) for k in options if not str(k).startswith("_") and k not in named)
     if unknown:
-        raise TypeError(f"init(ray={{...}}): ray.init() does not take {', '.join(map(repr, unknown))} "
+        raise ArgumentTypeError(f"init(ray={{...}}): ray.init() does not take {', '.join(map(repr, unknown))} "
                         "(task options such as num_gpus or max_retries go to map(ray={...}))")
 
 
@@ -109,7 +109,7 @@ def _where(address: str | None) -> tuple[str, str]:
 
 def _normalize(options: Any) -> dict[str, Any]:
     if not isinstance(options, dict):
-        raise TypeError(f"a pset's ray options must be a dict, not {type(options).__name__}")
+        raise ArgumentTypeError(f"a pset's ray options must be a dict, not {type(options).__name__}")
     return {str(ALIASES.get(k, k)): v for k, v in options.items()}
 
 
@@ -181,7 +181,7 @@ class RayBackend(Backend):
         except Exception as exc:
             self._remove_temp_dir()
             if str(exc).startswith(UNKNOWN_KEYWORDS):  # Ray's own check of its private options
-                raise TypeError(f"init(ray={{...}}): ray.init() does not take "
+                raise ArgumentTypeError(f"init(ray={{...}}): ray.init() does not take "
                                 f"{str(exc)[len(UNKNOWN_KEYWORDS):]}") from exc
             raise BackendError(f"could not {'start' if self.owns else 'join'} {cluster}: {exc}") from exc
         # joining a cluster because of the environment or a file is worth saying at verbose=1; the
@@ -273,18 +273,18 @@ class RayBackend(Backend):
         error naming it before any pset runs (a pset's own dict fails that pset alone)."""
         reserved = sorted(RESERVED_TASK_OPTIONS & set(options))
         if reserved:
-            raise ValueError(f"map(ray={{...}}): {', '.join(map(repr, reserved))} is paramsurvey's to set")
+            raise ArgumentError(f"map(ray={{...}}): {', '.join(map(repr, reserved))} is paramsurvey's to set")
         init_keys = set(inspect.signature(ray.init).parameters)
         for key, value in options.items():  # one by one, so that the message names the key
             try:
                 self.remote.options(**{key: value})
             except (TypeError, ValueError) as exc:
                 hint = " (an option of ray.init(): give it to init(ray={...}))" if key in init_keys else ""
-                raise ValueError(f"map(ray={{...}}): Ray rejected the task option {key!r}{hint}: {exc}") from None
+                raise ArgumentError(f"map(ray={{...}}): Ray rejected the task option {key!r}{hint}: {exc}") from None
         try:
             self.remote.options(**options)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"map(ray={{...}}): Ray rejected the task options {options!r}: {exc}") from None
+            raise ArgumentError(f"map(ray={{...}}): Ray rejected the task options {options!r}: {exc}") from None
 
     def end_map(self) -> None:
         self.cancel()  # nothing is pending unless the map itself failed: then stop its leftovers
