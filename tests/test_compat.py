@@ -236,7 +236,7 @@ OMP_SCRIPT = """
 OMP_NOTICE = 'paramsurvey warning: OMP_NUM_THREADS undefined, setting it to "1" to prevent foot-cannon'
 
 
-@pytest.mark.parametrize("backend", ["serial", "multiprocessing"])
+@pytest.mark.parametrize("backend", ["serial", "multiprocessing", "ray", "dask"])
 def test_init_sets_omp_num_threads_in_the_driver_when_unset(backend, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS" and not k.startswith("PARAMSURVEY_")}
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(OMP_SCRIPT), backend], cwd=tmp_path,

@@ -23,7 +23,7 @@ from ._engine import Survey
 from ._psets import PsetSource
 from ._results import MapResults
 from .backends import create
-from .backends.base import TIMEOUT, Backend
+from .backends.base import THREADS_SET_BY_PARAMSURVEY, TIMEOUT, Backend
 from .exceptions import ArgumentError, ArgumentTypeError, UsageError
 
 log = logging.getLogger("paramsurvey")
@@ -83,8 +83,8 @@ def init(**kwargs: Any) -> None:
         Pool arguments ``initializer``, ``initargs``, ``maxtasksperchild``, ``processes``.
 
     Calling init() again with the same backend updates the settings; with another backend it is an
-    error unless finalize() came first. On the multiprocessing and serial backends, init() sets
-    ``OMP_NUM_THREADS=1`` in this process's environment when it is unset, as 0.4.x did.
+    error unless finalize() came first. init() sets ``OMP_NUM_THREADS=1`` in this process's
+    environment when it is unset, as 0.4.x did.
 
     Example
     -------
@@ -100,7 +100,7 @@ def init(**kwargs: Any) -> None:
                            f"call paramsurvey.finalize() before init(backend={settings.backend!r})")
     _logfile.set_verbose(settings.verbose)  # first: verbose=0 must silence the logfile's own notices
     _logfile.open_logfile(settings.env_used, settings.pslogger_prefix, settings.pslogger_fd)
-    _limit_omp_threads(settings.backend)
+    _limit_omp_threads()
     if _session.backend is not None:
         _session.backend.update_settings(settings)  # first: settings it refuses must not stick
         _session.init_kwargs = merged
@@ -116,15 +116,13 @@ def init(**kwargs: Any) -> None:
         _session.atexit_registered = True
 
 
-# Where one thread per process is what the workers get anyway. On Ray and Dask each task gets its own
-# cores' worth of threads unless the user set the variable, so there the driver's environment is left alone.
-OMP_IN_DRIVER_BACKENDS = ("multiprocessing", "serial")
-
-
-def _limit_omp_threads(backend: str) -> None:
-    if backend in OMP_IN_DRIVER_BACKENDS and "OMP_NUM_THREADS" not in os.environ:
+def _limit_omp_threads() -> None:
+    """0.4.x's OMP_NUM_THREADS=1 in the driver, so what the program starts later inherits it. Ray and
+    Dask tasks still get their own cores' worth: the backends tell this value from one the user set."""
+    if "OMP_NUM_THREADS" not in os.environ:
         log.info(OMP_NOTICE, extra={"ps_verbose": 2})
         os.environ["OMP_NUM_THREADS"] = "1"
+        THREADS_SET_BY_PARAMSURVEY["OMP_NUM_THREADS"] = "1"
 
 
 def finalize() -> None:

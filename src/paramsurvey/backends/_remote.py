@@ -37,7 +37,7 @@ from .. import _hashing, _pickling
 from .. import _worker as _worker_module
 from .._worker import GroupResult, InitializerFailed, MapContext, Slot, encode_result, run_group
 from ..exceptions import ArgumentTypeError, BackendError
-from .base import GroupDone, PsetLost, Task
+from .base import THREADS_SET_BY_PARAMSURVEY, GroupDone, PsetLost, Task
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Maps whose context a worker process keeps: the current one, and one more for a map that begins
@@ -75,7 +75,8 @@ def make_setup(ctx: MapContext, timeout: float | None, report_to: tuple[str, int
     except Exception as exc:
         raise ArgumentTypeError(f"the worker function, user_kwargs or out_subdirs could not be pickled "
                         f"to send to remote workers: {exc!r}") from exc
-    user_threads = {var: os.environ[var] for var in THREAD_VARS if os.environ.get(var)}
+    user_threads = {var: value for var in THREAD_VARS
+                    if (value := os.environ.get(var)) and THREADS_SET_BY_PARAMSURVEY.get(var) != value}
     return pickle.dumps((list(sys.path), blob, user_threads, os.getcwd(), timeout, report_to),
                         protocol=pickle.HIGHEST_PROTOCOL)
 

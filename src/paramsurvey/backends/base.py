@@ -31,6 +31,10 @@ CRASH_ISOLATION = "crash_isolation"        # a dying worker costs only the pset 
 MAX_TASKS_PER_CHILD = "max_tasks_per_child"
 IN_PROCESS = "in_process"                  # runs in the driver: Ctrl-C interrupts the worker itself
 
+# Thread variables init() set in the driver's environment itself (name -> value): not the user's
+# choice, so a Ray or Dask task still gets its own cores' worth of threads.
+THREADS_SET_BY_PARAMSURVEY: dict[str, str] = {}
+
 
 @dataclass
 class Task:
