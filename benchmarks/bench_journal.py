@@ -3,7 +3,7 @@
 Each run is a fresh Python process, timed from just before ``init()`` to the results DataFrame in
 hand (for a journal: every part file written, fsync'd and closed). Runs with and without a journal
 alternate, so that a machine's changing load hits both alike; the table gives the best and the
-median of each and their ratios (the issue asks for at most 1.15 on ``trivial_100k``); ``paired`` is
+median of each and their ratios (the goal: at most 1.15 on ``trivial_100k``); ``paired`` is
 the median ratio of each journal run to the run without one just before it, the figure least moved
 by a machine whose load changes; ``cpu ratio`` compares the CPU seconds of all the run's processes.
 

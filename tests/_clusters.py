@@ -1,5 +1,5 @@
 """Real Ray and Dask clusters on loopback for the tests: started from each engine's command line,
-stopped by PID (never ``ray stop``, which stops every Ray process of the user; ENGINES.md).
+stopped by PID (never ``ray stop``, which stops every Ray process of the user).
 
 A cluster is shared by every test module of the session that asks for it (starting one costs
 seconds), and stopped when the last of those modules' session fixtures is torn down::
@@ -30,7 +30,8 @@ import psutil
 
 BIN = os.path.dirname(sys.executable)
 HEAD_IP, NODE_IP, EXTRA_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
-# Ray's token auth, on by default in 2.60, must be set the same in every process (ENGINES.md).
+# Ray's token auth, on by default in 2.60, must be set the same in every process: else a node
+# fails to join with InvalidAuthToken after ~20 s.
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 START_TIMEOUT = 90.0
 
@@ -430,7 +431,7 @@ PIPED_SCRIPT = textwrap.dedent("""
 
 
 def readme_example_piped(backend: str) -> None:
-    """SPEC §2: the README example piped to ``python -`` (no ``__main__`` guard, a worker reading
+    """The README's first example piped to ``python -`` (no ``__main__`` guard, a worker reading
     module globals, a lambda, a functools.partial) works, and verbose=0 prints nothing of its own."""
     env = dict(os.environ, **RAY_ENV)
     out = subprocess.run([sys.executable, "-"], input=PIPED_SCRIPT.replace("BACKEND", backend), text=True,

@@ -89,7 +89,7 @@ def test_out_func_sees_every_pset_and_its_errors_are_not_failures(init_kwargs):
     results = paramsurvey.map(workers.double, [{"x": i} for i in range(5)], out_func=out_func,
                               user_kwargs={"tag": "t"})
     assert sorted(seen) == [(i, {"y": 2 * i}, "t") for i in range(5)]
-    assert len(results) == 5 and results.progress.failures == 0  # SPEC §12.9
+    assert len(results) == 5 and results.progress.failures == 0  # an out_func failing is not the pset's failure
 
 
 def test_keep_results_false_keeps_no_rows(init_kwargs):
@@ -103,7 +103,7 @@ def test_keep_results_false_keeps_no_rows(init_kwargs):
 
 
 @pytest.mark.parametrize("limit, expected", [(0, 10), (-1, 10), (3, 3), (20, 10)])
-def test_limit(init_kwargs, limit, expected):  # SPEC §12.4: limit=0 means all
+def test_limit(init_kwargs, limit, expected):  # limit=0 means all (0.4.x returned nothing)
     _init(init_kwargs, verbose=0)
     results = paramsurvey.map(workers.double, [{"x": i} for i in range(10)], limit=limit)
     assert len(results) == expected
@@ -118,7 +118,7 @@ def test_group_size_and_system_kwargs(init_kwargs, tmp_path):
     results = paramsurvey.map(workers.echo_system, psets, group_size=5, chdir=str(sub), out_subdirs=4,
                               user_kwargs={"tag": "hello"}, name="sys")
     df = results.results
-    assert df["pset_keys"].tolist() == ["x"] * 12  # SPEC §12.6: no internal key leaks in
+    assert df["pset_keys"].tolist() == ["x"] * 12  # no internal key leaks into the worker's pset
     assert df["pset_index"].tolist() == list(range(12))
     assert set(df["attempt"]) == {0}
     assert set(df["name"]) == {"sys"}

@@ -123,7 +123,7 @@ def wait_for_values(directory: Path, expected: dict[str, float]) -> dict[str, fl
 def test_survey_counters_reach_graphite(carbon_cache):
     port, data = carbon_cache
     paramsurvey.init(ncores=2, verbose=0)
-    # no carbon_prefix: the default prefix (the original crashed without one, SPEC §12.7)
+    # no carbon_prefix: the default prefix (the original crashed without one)
     results = paramsurvey.map(lambda p, s, u: {"y": 1 / (p["x"] % 3)}, [{"x": i} for i in range(30)],
                               name="test", carbon_server="127.0.0.1", carbon_port=port)
     assert len(results) == 20

@@ -1,4 +1,4 @@
-"""SPEC §12: each defect of the original paramsurvey 0.4.x, as a named test that fails if it returns."""
+"""Each defect of the original paramsurvey 0.4.x, as a named test that fails if it returns."""
 
 from __future__ import annotations
 

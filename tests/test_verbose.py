@@ -1,4 +1,4 @@
-"""Verbose levels exactly as SPEC §3 and §7, and vstats, each in a real program whose stderr and
+"""Verbose levels exactly as the README and docs/monitoring.md promise, and vstats, each in a real program whose stderr and
 stdout are captured (a file, not a terminal: plain lines)."""
 
 from __future__ import annotations
