@@ -32,12 +32,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._journal_arrow import PLAIN, SURROGATES, encodings
-from ._journal_build import DICT_COLUMNS, STATUSES, PartBuilder
-from ._journal_store import PART_META_KEY, Lock, PartName, fsync_dir, part_meta, read_part, write_meta, write_part
-from ._psets import PsetSource
-from ._worker import GroupResult
-from .backends.base import PsetLost
+from .._psets import PsetSource
+from .._worker import GroupResult
+from ..backends.base import PsetLost
+from ._arrow import PLAIN, SURROGATES, encodings
+from ._build import DICT_COLUMNS, STATUSES, PartBuilder
+from ._store import PART_META_KEY, Lock, PartName, fsync_dir, part_meta, read_part, write_meta, write_part
 
 log = logging.getLogger("paramsurvey.journal")
 
@@ -198,7 +198,7 @@ def _finish_all() -> None:
 class Journal:
     """What the engine talks to during one map(); see the module docstring."""
 
-    want_digests = False  # hashes are computed here, column-wise (see _journal_hash), not per pset
+    want_digests = False  # hashes are computed here, column-wise (see _hash), not per pset
 
     def __init__(self, path: str, run: int, source: PsetSource, lock: Lock, meta: dict[str, Any],
                  todo_count: int, known: dict[str, tuple[Any, pa.DataType, str]] | None = None) -> None:
@@ -272,7 +272,7 @@ class Journal:
     # -- the writer thread ------------------------------------------------------------------
     def _thread_main(self) -> None:
         try:
-            import pyarrow.parquet  # noqa: F401  (now, while the map starts: see _journal_store._parquet)
+            import pyarrow.parquet  # noqa: F401  (now, while the map starts: see _store._parquet)
 
             self._write_provenance()
         except Exception as exc:  # provenance is a nicety: never let it stop the journal
@@ -418,7 +418,7 @@ class Journal:
 
     # -- metadata -----------------------------------------------------------------------------
     def _write_provenance(self) -> None:
-        from .logfile import provenance
+        from ..logfile import provenance
 
         run = self.meta["runs"][-1]
         info = provenance(run.pop("env_used", None))
