@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ from ..exceptions import JournalError
 from ._store import META, MetaDamaged, list_parts
 from ._store import read_meta as read_meta_file
 from ._writer import wait_for
+
+if TYPE_CHECKING:
+    from ._read import JournalRows
 
 log = logging.getLogger("paramsurvey.journal")
 
@@ -95,7 +98,7 @@ def read(path: str | os.PathLike[str], unpickle: bool = False, history: bool = F
     return _frame(rows, selected, unpickle)
 
 
-def _frame(rows: Any, selected: np.ndarray, unpickle: bool) -> pd.DataFrame:
+def _frame(rows: JournalRows, selected: np.ndarray, unpickle: bool) -> pd.DataFrame:
     n = len(selected)
     values = rows.gather(selected, "psets", unpickle, by_key=False)
     results = rows.gather(selected, "results", unpickle, by_key=False)
