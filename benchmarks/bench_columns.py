@@ -1,6 +1,6 @@
 """Benchmark paramsurvey._columns against the naive ``pd.DataFrame(list_of_dicts)`` baseline.
 
-Run:  cd /work/main && PYTHONPATH=src .venv/bin/python benchmarks/bench_columns.py [--quick]
+Run:  .venv/bin/python benchmarks/bench_columns.py [--quick]
 
 Times are the best of a few repeats of: every add_chunk (the chunks are built beforehand, outside
 the timing, as the workers build them) + to_frame.  The memory column is tracemalloc's peak during
@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import functools
 import gc
-import importlib.util
 import random
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-try:
-    from paramsurvey import _columns
-except Exception:  # the package __init__ may be broken while the package is being written
-    _path = Path(__file__).resolve().parents[1] / "src" / "paramsurvey" / "_columns.py"
-    _spec = importlib.util.spec_from_file_location("_columns", _path)
-    assert _spec is not None and _spec.loader is not None
-    _columns = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_columns)
+from paramsurvey import _columns
 
 Chunk = tuple[list[int], dict[str, list], dict[str, list[int]]]
 

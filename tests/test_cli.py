@@ -11,11 +11,12 @@ import sys
 
 import pandas as pd
 import pytest
-from test_journal_workers import SRC, failing, marked, survey_process, wait_for_rows
+from journal_workers import SRC, failing, marked, survey_process, wait_for_rows
 
 import paramsurvey
-from paramsurvey import _journal_store, journal
+from paramsurvey import journal
 from paramsurvey.cli import main
+from paramsurvey.journal import _store as _journal_store
 
 pytestmark = pytest.mark.timeout(90)
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "paramsurvey")  # the installed console script

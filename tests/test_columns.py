@@ -1,31 +1,16 @@
-"""Dtype rules of paramsurvey._columns (SPEC §5: results whose types never lie)."""
+"""Dtype rules of paramsurvey._columns (results whose types never lie)."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from paramsurvey import _columns
 
-def _load_columns() -> Any:
-    try:
-        return importlib.import_module("paramsurvey._columns")
-    except Exception:  # the package __init__ may be broken while it is being written
-        path = Path(__file__).resolve().parents[1] / "src" / "paramsurvey" / "_columns.py"
-        spec = importlib.util.spec_from_file_location("paramsurvey_columns_under_test", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-
-_columns = _load_columns()
 ColumnAccumulator = _columns.ColumnAccumulator
 series_from_values = _columns.series_from_values
 frame_from_records = _columns.frame_from_records

@@ -1,5 +1,5 @@
 """The journal: resume after kill -9 and Ctrl-C, in any order, damaged parts, mismatches, dtypes,
-seeds, provenance, and never unpickling unless asked (issue 4; SPEC §8, §9)."""
+seeds, provenance, and never unpickling unless asked."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import subprocess
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from test_journal_workers import (
+from journal_workers import (
     Tripwire,
     crash_first,
     descendants,
@@ -28,9 +28,10 @@ from test_journal_workers import (
 )
 
 import paramsurvey
-from paramsurvey import _journal_writer, journal
+from paramsurvey import journal
 from paramsurvey._hashing import seed_for
-from paramsurvey._journal_store import list_parts
+from paramsurvey.journal import _writer as _journal_writer
+from paramsurvey.journal._store import list_parts
 
 pytestmark = pytest.mark.timeout(90)
 

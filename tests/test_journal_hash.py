@@ -8,10 +8,10 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paramsurvey._journal_arrow import typed
-from paramsurvey._journal_build import pset_columns
-from paramsurvey._journal_hash import HASH_VERSION, hash_columns, hash_psets, hex_strings, list_columns
 from paramsurvey._psets import PsetSource
+from paramsurvey.journal._arrow import typed
+from paramsurvey.journal._build import pset_columns
+from paramsurvey.journal._hash import HASH_VERSION, hash_columns, hash_psets, hex_strings, list_columns
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**70), max_value=2**70),

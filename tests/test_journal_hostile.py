@@ -22,14 +22,15 @@ from hypothesis import strategies as st
 from workers_journalfix import LONE, counted, markers, odd_keys, odd_strings
 
 import paramsurvey
-from paramsurvey import _journal_build, journal
-from paramsurvey._journal_build import PartBuilder
-from paramsurvey._journal_read import JournalRows
-from paramsurvey._journal_store import META, PartName, list_parts, write_part
-from paramsurvey._journal_writer import write_options
+from paramsurvey import journal
 from paramsurvey._psets import PsetSource
 from paramsurvey._worker import GroupResult
 from paramsurvey.cli import main
+from paramsurvey.journal import _build as _journal_build
+from paramsurvey.journal._build import PartBuilder
+from paramsurvey.journal._read import JournalRows
+from paramsurvey.journal._store import META, PartName, list_parts, write_part
+from paramsurvey.journal._writer import write_options
 
 pytestmark = pytest.mark.timeout(120)
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(paramsurvey.__file__)))  # subprocesses run this paramsurvey

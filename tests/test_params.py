@@ -168,6 +168,38 @@ def test_product_ints_with_none_stay_ints():
     assert df["a"].tolist()[::2] == [1, 3]
 
 
+BIG = 2**53 + 1  # the smallest int a float64 rounds
+
+
+@pytest.mark.parametrize("values", [[1, BIG, 0.5], [BIG, 0.5], [0.5, None, BIG], [2**63 + 1, None],
+                                    [np.int64(BIG), np.float32(0.5)], [2**70, 0.5, None]])
+def test_a_pset_value_is_never_rounded(values):
+    # ints that a float64 cannot hold exactly, with floats or gaps: an object column of the very
+    # values, as result assembly makes it -- not a float64 column that rounds them
+    built = {
+        "product": product({"a": values}, infer_category=False)["a"],
+        "product, categories": product({"a": values})["a"],
+        "zip": pzip({"a": values})["a"],
+        "concat": concat([{"a": v} for v in values])["a"],
+        "add_column": add_column(pzip({"i": range(len(values))}), "a", lambda row: values[row["i"]])["a"],
+        "choice": pd.Series(sample(200, seed=0, a=choice(values))["a"].unique()),
+    }
+    for how, column in built.items():
+        if isinstance(column.dtype, pd.CategoricalDtype):  # infer_category: categories of the values
+            column = column.astype(object).where(column.notna(), None)
+        assert column.dtype == object, how
+        got = [None if v is None or v is pd.NA else v for v in column.tolist()]
+        if how == "choice":
+            assert {(type(v), v) for v in got} <= {(type(v), v) for v in values}, how
+        else:
+            assert [(type(v), v) for v in got] == [(type(v), v) for v in values], how
+
+
+def test_exact_ints_and_floats_stay_float64():
+    assert product({"a": [1, 2**53, 0.5]}, infer_category=False)["a"].dtype == "float64"
+    assert pzip({"a": [1, None, 0.5]})["a"].dtype == "float64"
+
+
 def test_product_extension_dtype_without_category():
     df = product(pd.DataFrame({"a": pd.array([1, None], dtype="Int64")}), {"b": [0, 1]}, infer_category=False)
     assert df["a"].dtype == "Int64"

@@ -1,5 +1,5 @@
-"""Verbose levels exactly as the README and docs/monitoring.md promise, and vstats, each in a real program whose stderr and
-stdout are captured (a file, not a terminal: plain lines)."""
+"""Verbose levels exactly as the README and docs/monitoring.md promise, and vstats, each in a real program
+whose stderr and stdout are captured (a file, not a terminal: plain lines)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
-"""Column-major accumulation of results into a DataFrame whose dtypes never lie (SPEC §5).
+"""Column-major accumulation of results into a DataFrame whose dtypes never lie.
 
 Results reach the driver in chunks (one per group of psets, in any order).  Each chunk is
 converted at once into compact numpy storage -- one array per column plus a boolean mask of the
 missing rows -- so the caller can drop its Python lists; ``to_frame`` merges the chunks column by
 column, promoting a column's dtype across all chunks with every value exact.
 
-Dtype rules (also ``series_from_values``):
+Dtype rules (also ``series_from_values``), from the kind ``_kinds.classify`` gives each chunk's
+values (the kinds the journal and ``params`` use too):
 
 ============================================  ===============================================
 values of a column (``None``/absent = missing)  dtype
@@ -35,49 +36,31 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import chain, repeat
+from itertools import chain
 from typing import Any, Union
 
 import numpy as np
 import pandas as pd
 
+from ._kinds import BIGINT, BOOL, EMPTY, FLOAT, INT, MAX_EXACT, NUMMIX, classify
+
 __all__ = ["ColumnAccumulator", "series_from_values", "frame_from_records"]
-
-# Piece kinds: how one chunk's values of one column are stored.
-_EMPTY = "empty"    # every row missing; no array
-_BOOL = "bool"      # np.bool_ array
-_INT = "int"        # np.int64 array
-_BIGINT = "bigint"  # object array of Python ints, some beyond int64
-_FLOAT = "float"    # np.float64 array (NaN in missing rows)
-_NUMMIX = "nummix"  # object array of the original ints and floats
-_STR = "str"        # object array of str
-_OBJ = "obj"        # object array of anything
-
-_NONE_TYPE = type(None)
-_NA_TYPE = type(pd.NA)
-_BOOL_TYPES = frozenset({bool, np.bool_})
-# Exact type sets, not isinstance: bool is an int subclass, and an IntEnum must not be flattened.
-_INT_TYPES = frozenset({int} | {np.dtype(c).type for c in "bhilqpBHILQP"})
-_FLOAT_TYPES = frozenset({float} | {t for t in (np.float16, np.float32, np.float64, np.longdouble)
-                                    if np.dtype(t).itemsize <= 8})
-_NUM_TYPES = _INT_TYPES | _FLOAT_TYPES
-_STR_TYPES = frozenset({str, np.str_})
-_MAX_EXACT = 2**53  # largest magnitude below which every int is a float64 exactly
 
 Dest = Union[slice, np.ndarray]  # where a chunk's rows go in the sorted frame
 
 
 class _Piece:
-    """One chunk's values of one column, in compact numpy storage."""
+    """One chunk's values of one column, in compact numpy storage; ``kind`` is the ``_kinds``
+    kind of those values: BOOL, INT, FLOAT as numpy arrays (missing rows hold False, 0, NaN);
+    BIGINT as an object array of Python ints; NUMMIX (every int exact as a float), STR and OBJECT
+    as object arrays of the values; EMPTY with no array."""
 
-    __slots__ = ("kind", "values", "mask", "exact")
+    __slots__ = ("kind", "values", "mask")
 
-    def __init__(self, kind: str, values: np.ndarray | None, mask: np.ndarray | None,
-                 exact: bool = True) -> None:
+    def __init__(self, kind: str, values: np.ndarray | None, mask: np.ndarray | None) -> None:
         self.kind = kind
         self.values = values
         self.mask = mask    # True where missing; None when no row is missing
-        self.exact = exact  # for _NUMMIX: every int is exactly representable as float64
 
 
 def _object_array(values: Iterable[Any], n: int) -> np.ndarray:
@@ -88,77 +71,48 @@ def _object_array(values: Iterable[Any], n: int) -> np.ndarray:
 def _convert(values: Sequence[Any], absent: Sequence[int] | None = None) -> _Piece:
     """Convert one chunk's list of values to a _Piece, without a Python-level loop per value.
 
-    The set of the value types (``map(type, ...)`` runs in C) decides the kind: np.array's own
+    ``_kinds.classify`` decides the kind from the exact types of the values: np.array's own
     inference cannot be trusted, since it turns [True, 2] into int64, [2**53 + 1, 0.5] into a rounded
-    float64, ['a', 1] into '<U21' and lists into 2-D arrays.  Then numpy with an explicit dtype.
+    float64, ['a', 1] into '<U21' and lists into 2-D arrays.  ``pd.NA`` counts as missing, like None.
     """
     n = len(values)
-    if absent is not None and len(absent) and not all(values[i] is None for i in absent):
-        values = list(values)  # the placeholder of an absent row must not count as a value
-        for i in absent:
-            values[i] = None
-    # list.count compares by identity first: twice as fast as a set when, as usual, one type is used
-    tlist = list(map(type, values))
-    types = {tlist[0]} if n and tlist.count(tlist[0]) == n else set(tlist)
-    del tlist
-    if _NA_TYPE in types:  # pd.NA returned by a worker means missing, like None (rare: a Python loop)
-        values = [None if v is pd.NA else v for v in values]
-        types.discard(_NA_TYPE)
-        types.add(_NONE_TYPE)
     mask = None
-    if _NONE_TYPE in types:
-        types.discard(_NONE_TYPE)
-        mask = np.fromiter(map(operator.is_, values, repeat(None)), dtype=bool, count=n)
-    if not types:
-        return _Piece(_EMPTY, None, mask)
-    if types <= _FLOAT_TYPES:  # fromiter is faster, np.array also turns None into NaN
-        return _Piece(_FLOAT, np.fromiter(values, np.float64, n) if mask is None
-                      else np.array(values, dtype=np.float64), mask)
-    if types <= _BOOL_TYPES:
-        return _Piece(_BOOL, np.array(values, dtype=np.bool_), mask)  # None -> False, masked
-    if types <= _INT_TYPES:
-        filled = values
-        if mask is not None:
-            filled = list(values)
-            for i in np.flatnonzero(mask).tolist():
-                filled[i] = 0
-        try:
-            return _Piece(_INT, np.fromiter(filled, np.int64, n), mask)
-        except OverflowError:  # beyond int64: keep exact Python ints
-            return _Piece(_BIGINT, _object_array((None if v is None else int(v) for v in values), n), mask)
-    if types <= _NUM_TYPES:
-        # Ints and floats in one chunk: keep the originals so that an inexact int survives.  Only
-        # values of magnitude >= 2**53 as float64 can be inexact ints: check their types alone.
-        obj = _object_array(values, n)
-        try:
-            big = np.flatnonzero(np.abs(obj.astype(np.float64)) >= _MAX_EXACT).tolist()
-            exact = all(abs(int(obj[i])) <= _MAX_EXACT for i in big if type(obj[i]) in _INT_TYPES)
-        except OverflowError:  # an int beyond the float64 range
-            exact = False
-        return _Piece(_NUMMIX, obj, mask, exact)
-    if types <= _STR_TYPES:
-        return _Piece(_STR, _object_array(values, n), mask)
-    return _Piece(_OBJ, _object_array(values, n), mask)
+    if absent is not None and len(absent):
+        mask = np.zeros(n, dtype=bool)
+        mask[np.asarray(absent, dtype=np.intp)] = True
+    column = classify(values, mask, na_is_missing=True)
+    kind, array, none, kept = column.kind, column.array, column.none, column.values
+    if array is not None:  # BOOL, INT, FLOAT, NUMMIX: numpy arrays
+        if kind == NUMMIX:  # the original ints and floats: another chunk may make the column object
+            return _Piece(NUMMIX, _object_array(kept, n), none)
+        # a copy when it is the caller's own array: a piece must not change with the caller's data
+        return _Piece(kind, array.copy() if array is values else array, none)
+    if kind == EMPTY:
+        return _Piece(EMPTY, None, none)
+    if kind == BIGINT:  # beyond int64: keep exact Python ints
+        return _Piece(BIGINT, _object_array((None if v is None else int(v) for v in kept), n), none)
+    return _Piece(kind, _object_array(kept, n), none)  # STR, OBJECT
 
 
 def _int_exact(p: _Piece) -> bool:
-    """Whether an _INT piece's values all convert to float64 exactly."""
+    """Whether an INT piece's values all convert to float64 exactly."""
     assert p.values is not None
     v = p.values  # missing rows hold 0
-    return v.size == 0 or (int(v.min()) >= -_MAX_EXACT and int(v.max()) <= _MAX_EXACT)
+    return v.size == 0 or (int(v.min()) >= -MAX_EXACT and int(v.max()) <= MAX_EXACT)
 
 
 def _target(pieces: Sequence[_Piece | None]) -> str:
     """The column's dtype, from the kinds of all its pieces (None: column absent from that chunk)."""
-    kinds = {p.kind for p in pieces if p is not None and p.kind != _EMPTY}
+    kinds = {p.kind for p in pieces if p is not None and p.kind != EMPTY}
     missing = any(p is None or p.mask is not None for p in pieces)
-    if kinds == {_BOOL}:
+    if kinds == {BOOL}:
         return "boolean" if missing else "bool"
-    if kinds == {_INT}:
+    if kinds == {INT}:
         return "Int64" if missing else "int64"
-    if kinds and kinds <= {_INT, _FLOAT, _NUMMIX}:
-        exact = all(p.exact if p.kind == _NUMMIX else _int_exact(p)
-                    for p in pieces if p is not None and p.kind in (_NUMMIX, _INT))
+    if kinds and kinds <= {INT, FLOAT, NUMMIX}:
+        # ints of one chunk and floats of another: float64 only while every int is exact as a float
+        # (a NUMMIX piece is exact by its kind)
+        exact = all(_int_exact(p) for p in pieces if p is not None and p.kind == INT)
         return "float64" if exact else "object"
     return "object"
 
@@ -196,7 +150,7 @@ def _merge(pieces: list[tuple[Dest, _Piece | None]], n: int) -> tuple[Any, str]:
             if p is None or p.values is None:
                 out[dest] = np.nan
             else:  # int64 and object-of-numbers convert exactly: _target checked the magnitudes
-                vals = p.values.astype(np.float64) if p.kind == _NUMMIX else p.values
+                vals = p.values.astype(np.float64) if p.kind == NUMMIX else p.values
                 _put(out, dest, vals, p.mask, np.nan)
         return out, target
     nptype = np.bool_ if target in ("bool", "boolean") else np.int64

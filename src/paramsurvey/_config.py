@@ -1,6 +1,6 @@
 """Settings: every knob of init() and map(), resolved once, in one place.
 
-Precedence (SPEC §3): environment variable > map() kwarg > init() kwarg > default.
+Precedence: environment variable > map() kwarg > init() kwarg > default.
 An environment value is converted to the knob's type; one that does not convert is an ArgumentError
 (a ValueError) naming the variable and the accepted form. An empty variable is ignored.
 """

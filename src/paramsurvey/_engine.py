@@ -329,7 +329,7 @@ class Survey:
         system_kwargs = {"name": self.settings.name, "pset_index": position, "backend": self.backend.name}
         try:
             out_func(user_ret, system_kwargs, self.settings.user_kwargs)
-        except Exception as exc:  # the user's out_func failing is not the pset's failure (SPEC §12.9)
+        except Exception as exc:  # the user's out_func failing is not the pset's failure
             import traceback
 
             log.warning("%s: out_func raised %r for pset %d (the pset's result is kept)\n%s",

@@ -1,6 +1,6 @@
 """The psets of one map(): checked once before any work starts, then served to the engine by position.
 
-Accepted (SPEC §4): a list of dicts, a DataFrame (or anything with ``to_df()``, like MapResults), a
+Accepted: a list of dicts, a DataFrame (or anything with ``to_df()``, like MapResults), a
 dict of equal-length lists, or any iterable of dicts (a generator too). Keys must be strings that are
 Python identifiers, not keywords, and not start with ``_`` (reserved for paramsurvey's own columns).
 """

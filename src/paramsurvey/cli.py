@@ -18,9 +18,12 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import JournalError
+
+if TYPE_CHECKING:
+    from .journal import JournalStatus
 
 EXIT_OK, EXIT_ERROR = 0, 1
 FAILED = ("exception", "crashed", "timeout")
@@ -41,43 +44,44 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     info = status(args.journal)
     if args.json:
-        print(json.dumps(info, indent=1, default=str))
+        print(json.dumps(info.to_dict(), indent=1, default=str))
         return EXIT_OK
-    counts = info["counts"]
+    counts = info.counts
     failed = ", ".join(f"{counts.get(k, 0)} {k}" for k in FAILED if counts.get(k))
-    name = repr(info["name"]) if info["name"] is not None else "?"
-    print(f"journal:   {info['journal']}  (survey {name}, run {info['run']} of {info['runs']})")
-    if info.get("metadata_problem"):
-        print(f"warning:   {info['metadata_problem']}")
-    if info.get("rebuilt"):
+    name = repr(info.name) if info.name is not None else "?"
+    print(f"journal:   {info.journal}  (survey {name}, run {info.run} of {info.runs})")
+    if info.metadata_problem:
+        print(f"warning:   {info.metadata_problem}")
+    if info.rebuilt:
         print("warning:   its metadata was rebuilt from the parts (paramsurvey repair): the survey's size and "
               "earlier runs' provenance are unknown until its next run")
-    for part in info.get("damaged_parts") or []:
+    for part in info.damaged_parts:
         print(f"damaged:   part {part} cannot be read: skipped here as by read() and export; its psets count "
               "as not run, and the next run of the survey sets it aside and runs them again")
-    state = info["state"]
-    if state == "running":
-        where = f"pid {info['pid']} on {info['host']}" if info.get("pid") else "another process"
-        line = f"running ({where}), for {_duration(info['elapsed'])}"
-    elif state == "finished":
-        took = f", in {_duration(info['elapsed'])}" if info.get("elapsed") is not None else ""
-        line = f"finished at {info['end_time']}{took}"
-    else:
-        line = (f"stopped{' at ' + info['end_time'] if info.get('end_time') else ''}, not finished "
-                "(interrupted or killed): run the survey again with this journal to resume")
-    print(f"state:     {line}")
-    print(f"psets:     {info['total']} total: {counts.get('ok', 0)} ok, {info['failures']} failed"
-          f"{' (' + failed + ')' if failed else ''}, {info['remaining']} to go")
-    if info["rate"]:
-        eta = f"; about {_duration(info['eta'])} remaining" if info["eta"] is not None else ""
-        print(f"rate:      {info['rate']:.3g} psets/s (this run: {info['this_run']} psets){eta}")
-    if info.get("last_finished"):
-        print(f"last:      a pset finished at {info['last_finished']}")
-    if info.get("command_line"):
-        dirty = " (with uncommitted changes)" if info.get("git_dirty") else ""
-        commit = f", git {info['git_commit'][:12]}{dirty}" if info.get("git_commit") else ""
-        print(f"command:   {info['command_line']}{commit}")
+    print(f"state:     {_state_line(info)}")
+    print(f"psets:     {info.total} total: {counts.get('ok', 0)} ok, {info.failures} failed"
+          f"{' (' + failed + ')' if failed else ''}, {info.remaining} to go")
+    if info.rate:
+        eta = f"; about {_duration(info.eta)} remaining" if info.eta is not None else ""
+        print(f"rate:      {info.rate:.3g} psets/s (this run: {info.this_run} psets){eta}")
+    if info.last_finished:
+        print(f"last:      a pset finished at {info.last_finished}")
+    if info.command_line:
+        dirty = " (with uncommitted changes)" if info.git_dirty else ""
+        commit = f", git {info.git_commit[:12]}{dirty}" if info.git_commit else ""
+        print(f"command:   {info.command_line}{commit}")
     return EXIT_OK
+
+
+def _state_line(info: JournalStatus) -> str:
+    if info.state == "running":
+        where = f"pid {info.pid} on {info.host}" if info.pid else "another process"
+        return f"running ({where}), for {_duration(info.elapsed)}"
+    if info.state == "finished":
+        took = f", in {_duration(info.elapsed)}" if info.elapsed is not None else ""
+        return f"finished at {info.end_time}{took}"
+    return (f"stopped{' at ' + info.end_time if info.end_time else ''}, not finished "
+            "(interrupted or killed): run the survey again with this journal to resume")
 
 
 def _exception_type(text: str | None, status: str) -> str:

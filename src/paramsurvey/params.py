@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._kinds import BOOL, FLOAT, INT, NUMMIX, classify
+
 __all__ = ["Distribution", "add_column", "choice", "concat", "describe", "integers", "loguniform", "product",
            "repeat", "sample", "star", "uniform", "zip"]
 
@@ -36,6 +38,10 @@ _ROW_BLOCK = 65536
 _SAFE_OBJECT_KINDS = {"string", "bytes", "integer", "floating", "boolean", "date", "datetime"}
 
 _METHODS = ("random", "lhs", "sobol")
+
+# the kinds of values a float column holds exactly (pandas also makes a float column of ints beyond
+# 2**53 mixed with floats or None, rounding them)
+_FLOAT_KINDS = (FLOAT, NUMMIX)
 
 
 class _BadArgument(TypeError, ValueError):
@@ -56,15 +62,20 @@ def _as_df(arg: Any, who: str) -> pd.DataFrame | None:
 
 
 def _series_from_values(values: list[Any], name: Hashable = None) -> pd.Series:
-    """pandas' inference, except that ints or bools with None become Int64/boolean, not float/object."""
-    s = pd.Series(values, name=name)
-    kind = pd.api.types.infer_dtype(values, skipna=True) if s.hasnans else ""
-    if kind in ("integer", "boolean") and any(v is None or v is pd.NA for v in values):
-        nullable = pd.Int64Dtype() if kind == "integer" else pd.BooleanDtype()
+    """pandas' inference, except where it would change a value: ints or bools with None become
+    Int64/boolean, not float/object; and a float dtype only holds values that are all floats, or ints
+    and floats with every int exact as a float (``_kinds``, the rule of results and the journal) --
+    ints that a float64 would round (beyond 2**53) keep an object column of the very values."""
+    column = classify(values, na_is_missing=True)
+    if column.none is not None and column.kind in (INT, BOOL):
+        nullable = pd.Int64Dtype() if column.kind == INT else pd.BooleanDtype()
         try:
             return pd.Series(values, dtype=nullable, name=name)
-        except (TypeError, ValueError, OverflowError):  # e.g. ints beyond int64
+        except (TypeError, ValueError, OverflowError):
             pass
+    s = pd.Series(values, name=name)
+    if s.dtype.kind == "f" and column.kind not in _FLOAT_KINDS:
+        return pd.Series(np.fromiter(values, dtype=object, count=len(values)), name=name, dtype=object)
     return s
 
 

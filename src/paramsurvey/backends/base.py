@@ -70,7 +70,8 @@ Outcome = GroupDone | PsetLost
 class Backend(abc.ABC):
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[str]] = frozenset()
-    # A group should run about this long: long enough that per-task overhead fades (ENGINES.md),
+    # A group should run about this long: long enough that per-task overhead fades (a local task
+    # costs microseconds, a Ray or Dask task a millisecond or more),
     # short enough that progress moves and a crash re-runs little.
     target_group_seconds: ClassVar[float] = 0.2
     # ...and never less than this while psets remain (0: split the tail as finely as fairness

@@ -129,7 +129,7 @@ class _CancelWatch(_remote.SlotView):
 class DaskBackend(Backend):
     name = "dask"
     capabilities = frozenset({CRASH_ISOLATION})
-    # A task costs ~1.6 ms and a round trip >= 10 ms here (ENGINES.md): groups of about a second.
+    # A task costs ~1.6 ms and a round trip >= 10 ms on a 2-core machine: groups of about a second.
     target_group_seconds = 1.0
     # A round trip is >= 10 ms (Dask batches messages): the tail of a map stops splitting at groups
     # of ~5 round trips, else 100,000 trivial psets end in a chain of tiny latency-bound tasks.

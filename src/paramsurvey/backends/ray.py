@@ -116,7 +116,7 @@ def _normalize(options: Any) -> dict[str, Any]:
 class RayBackend(Backend):
     name = "ray"
     capabilities = frozenset({TIMEOUT, CRASH_ISOLATION, MAX_TASKS_PER_CHILD})
-    # A task costs ~0.55 ms and a round trip ~1.3 ms here (ENGINES.md): a group of a second makes
+    # A task costs ~0.55 ms and a round trip ~1.3 ms on a 2-core machine: a group of a second makes
     # that ~0.1%, and still moves progress and re-runs little after a crash.
     target_group_seconds = 1.0
     # A group shorter than ~10 round trips is all latency: the tail of a map stops splitting there.

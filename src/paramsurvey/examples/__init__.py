@@ -1,6 +1,6 @@
 """Runnable examples, installed with the package: ``python -m paramsurvey.examples.<name>``.
 
-- ``readme``: the README's first example (SPEC §2), verbatim.
+- ``readme``: the README's first example, verbatim.
 - ``stats``: timing phases of a worker with ``paramsurvey.stats``.
 - ``cli``: one command line per pset with ``utils.subprocess_run_worker``.
 - ``multistage``: one map's results fed into ``params.product`` for the next.

@@ -17,6 +17,7 @@ or ``_``; a ``*.parquet`` glob (duckdb, polars) sees the parts only.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .exceptions import JournalError
+from ..exceptions import JournalError
 
 try:
     import fcntl
@@ -263,6 +264,11 @@ def _damaged_meta(path: str, file: str, problem: str) -> str:
             f"them. To recover, run `paramsurvey repair {path}`: it sets the damaged file aside and rebuilds the "
             "metadata from the parts (the provenance of earlier runs -- hosts, command lines, versions -- is "
             "lost); or move the file aside yourself: the next run of the survey writes a new one.")
+
+
+def now() -> str:
+    """The local time, ISO 8601 with its offset, to the second: as the metadata records times."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def write_meta(path: str, meta: dict[str, Any]) -> None:

@@ -9,10 +9,11 @@ and only unusual values (lists, big ints, datetimes, ...) one by one. About 0.1 
 The hash is defined value by value, so it does not depend on how psets were batched, on the order of
 a pset's keys, or on whether the psets came as a list of dicts or a DataFrame:
 
-- each value is hashed by kind: ``None``; bool; int within int64; float (as its float64 bits, every
-  NaN alike, -0.0 distinct from 0.0); str; anything else through its canonical JSON
-  (``_hashing.canonical``). numpy scalars count as the Python value they stand for; ``True`` and
-  ``1`` and ``1.0`` and ``'1'`` all differ, as they do for the worker.
+- each value is hashed by its kind (``_kinds.kind_of_type``, the kinds of the results and of the
+  part files): ``None``; bool; int within int64; float (as its float64 bits, every NaN alike, -0.0
+  distinct from 0.0); str; anything else through its canonical JSON (``_hashing.canonical``).
+  numpy scalars count as the Python value they stand for; ``True`` and ``1`` and ``1.0`` and ``'1'``
+  all differ, as they do for the worker.
 - a pset folds ``(key, value)`` over its keys in sorted order; an absent key is skipped, which is not
   the same as a key whose value is None.
 
@@ -34,8 +35,9 @@ from typing import Any, Union
 
 import numpy as np
 
-from ._hashing import canonical
-from ._journal_arrow import BOOL, FLOAT, INT, Typed
+from .._hashing import canonical
+from .._kinds import BOOL, FLOAT, INT, INT_TYPES, NONE, NONE_TYPE, STR, Column, classify, kind_of_type
+from ._arrow import Typed
 
 HASH_VERSION = 1
 
@@ -56,13 +58,6 @@ _TAGS = {
 _NONE = (_U64(0x1F83D9ABFB41BD6B), _U64(0x5BE0CD19137E2179))
 _CANON_NAN = np.array([np.nan], dtype=np.float64).view(np.uint64)[0]
 
-# Exact type sets, as in _columns: bool is an int subclass, and an IntEnum must not pass as an int.
-_BOOL_TYPES = frozenset({bool, np.bool_})
-_INT_TYPES = frozenset({int} | {np.dtype(c).type for c in "bhilqpBHILQP"})
-_FLOAT_TYPES = frozenset({float} | {t for t in (np.float16, np.float32, np.float64, np.longdouble)
-                                    if np.dtype(t).itemsize <= 8})
-_STR_TYPES = frozenset({str, np.str_})
-_NONE_TYPE = type(None)
 
 Values = Union[np.ndarray, Sequence[Any]]
 
@@ -135,7 +130,7 @@ def _hash_objects(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     a = np.empty(len(values), dtype=np.uint64)
     b = np.empty(len(values), dtype=np.uint64)
     for i, v in enumerate(values):
-        if type(v) in _INT_TYPES:  # an int beyond int64
+        if type(v) in INT_TYPES:  # an int beyond int64
             data = b"int:" + str(int(v)).encode()
         else:
             data = canonical({"v": v})
@@ -143,21 +138,21 @@ def _hash_objects(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def _hash_group(values: list[Any], t: type) -> tuple[np.ndarray, np.ndarray]:
-    """Lanes of values that all have the exact type t."""
+def _hash_kind(values: list[Any], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Lanes of values that are all of one kind (``_kinds.kind_of_type`` of each value's type)."""
     n = len(values)
-    if t in _BOOL_TYPES:
+    if kind == BOOL:
         return _payload_lanes(np.fromiter(values, dtype=bool, count=n).astype(np.uint64), "bool")
-    if t in _INT_TYPES:
+    if kind == INT:
         try:
             return _payload_lanes(np.fromiter(values, dtype=np.int64, count=n).view(np.uint64), "int")
         except OverflowError:  # some beyond int64: sort them out value by value
             return _hash_mixed_ints(values)
-    if t in _FLOAT_TYPES:
+    if kind == FLOAT:
         return _payload_lanes(_float_bits(np.fromiter(values, dtype=np.float64, count=n)), "float")
-    if t in _STR_TYPES:
+    if kind == STR:
         return _hash_strings(values)
-    if t is _NONE_TYPE:
+    if kind == NONE:
         return np.full(n, _NONE[0], dtype=np.uint64), np.full(n, _NONE[1], dtype=np.uint64)
     return _hash_objects(values)
 
@@ -185,22 +180,13 @@ def value_lanes(values: Values) -> tuple[np.ndarray, np.ndarray]:
         values = values.tolist()
     elif isinstance(values, np.ndarray):
         values = values.tolist() if values.ndim == 1 else list(values)
-    n = len(values)
-    types = list(map(type, values))
-    if n and types.count(types[0]) == n:
-        return _hash_group(list(values), types[0])
-    a = np.empty(n, dtype=np.uint64)
-    b = np.empty(n, dtype=np.uint64)
-    for t in set(types):
-        idx = [i for i, ti in enumerate(types) if ti is t]
-        ga, gb = _hash_group([values[i] for i in idx], t)
-        a[idx], b[idx] = ga, gb
-    return a, b
+    return typed_lanes(classify(values))
 
 
 def typed_lanes(column: Typed) -> tuple[np.ndarray, np.ndarray]:
-    """Lanes of a column already typed for Arrow (``_journal_arrow.typed``): its numpy array when it
-    has one, so that a column is scanned once for both."""
+    """Lanes of a column classified (``_kinds.classify``, or typed for Arrow by ``_arrow.typed``):
+    its numpy array when it has one, so that a column is scanned once for both; else value by
+    value, the values of each kind together."""
     if column.kind in (BOOL, INT, FLOAT) and column.array is not None:
         lanes = _hash_numpy(column.array)
         if lanes is not None:
@@ -209,7 +195,22 @@ def typed_lanes(column: Typed) -> tuple[np.ndarray, np.ndarray]:
                 a[column.none] = _NONE[0]
                 b[column.none] = _NONE[1]
             return lanes
-    return value_lanes(column.values)
+    values = column.values if isinstance(column.values, list) else list(column.values)
+    kind_of = {t: kind_of_type(t) for t in column.types}
+    if column.none is not None:
+        kind_of[NONE_TYPE] = NONE
+    kinds = set(kind_of.values())
+    if len(kinds) <= 1:
+        return _hash_kind(values, kinds.pop() if kinds else NONE)
+    n = len(values)
+    a = np.empty(n, dtype=np.uint64)
+    b = np.empty(n, dtype=np.uint64)
+    row_kinds = [kind_of[t] for t in map(type, values)]
+    for kind in kinds:
+        idx = [i for i, k in enumerate(row_kinds) if k is kind]
+        ga, gb = _hash_kind([values[i] for i in idx], kind)
+        a[idx], b[idx] = ga, gb
+    return a, b
 
 
 def hash_columns(columns: Mapping[str, tuple[Values | Typed, np.ndarray | None]], n: int
@@ -225,7 +226,7 @@ def hash_columns(columns: Mapping[str, tuple[Values | Typed, np.ndarray | None]]
         for key in sorted(columns):
             values, present = columns[key]
             k0, k1 = _key_lanes(key)
-            v0, v1 = typed_lanes(values) if isinstance(values, Typed) else value_lanes(values)
+            v0, v1 = typed_lanes(values) if isinstance(values, Column) else value_lanes(values)
             if present is not None and not present.all():
                 rows = np.flatnonzero(present)
                 h0[rows] = _fmix((h0[rows] ^ k0) * _MUL[0] + v0[rows])

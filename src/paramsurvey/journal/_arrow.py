@@ -1,10 +1,11 @@
 """Columns of Python values <-> Arrow arrays, for the journal's part files.
 
-A column takes the narrowest Arrow type that holds every value exactly (the same kinds as
-``_columns``): bool, int64, float64 (ints mixed with floats only while every int is exact as a float),
-string, or null when no row has a value. Anything else -- lists, dicts, big ints, datetimes, arrays,
-a column mixing kinds -- is stored as the pickle of each value in a binary column, and the part's
-metadata names that column as pickled: a reader gets the bytes, and only unpickles when asked to.
+A column takes the narrowest Arrow type that holds every value exactly (its kind, from
+``_kinds.classify``, as in the results): bool, int64, float64 (ints mixed with floats only while
+every int is exact as a float), string, or null when no row has a value. Anything else -- lists,
+dicts, big ints, datetimes, arrays, a column mixing kinds -- is stored as the pickle of each value in
+a binary column, and the part's metadata names that column as pickled: a reader gets the bytes, and
+only unpickles when asked to.
 
 A string that UTF-8 cannot encode -- a lone surrogate, as Python makes of bytes that were not UTF-8
 (``os.fsdecode``, ``sys.argv``) -- cannot be in a Parquet string column. A string column holding one
@@ -12,34 +13,23 @@ is stored as binary instead, every value encoded with ``surrogatepass`` (which r
 Python string exactly), and the part's metadata names the column as ``surrogatepass``: readers decode
 it back to the exact strings, with nothing unpickled. The other parts keep their string columns.
 
-A column is typed once (``typed``), then both hashed (``_journal_hash``) and converted to Arrow.
+A column is typed once (``typed``), then both hashed (``_hash``) and converted to Arrow.
 """
 
 from __future__ import annotations
 
 import base64
 import math
-import operator
 import pickle
 from collections.abc import Sequence
-from itertools import repeat
-from typing import Any, NamedTuple, Union
+from typing import Any, Union
 
 import numpy as np
 import pyarrow as pa
 
-_NONE_TYPE = type(None)
-_BOOL_TYPES = frozenset({bool, np.bool_})
-_INT_TYPES = frozenset({int} | {np.dtype(c).type for c in "bhilqpBHILQP"})
-_FLOAT_TYPES = frozenset({float} | {t for t in (np.float16, np.float32, np.float64, np.longdouble)
-                                    if np.dtype(t).itemsize <= 8})
-_STR_TYPES = frozenset({str, np.str_})
-_MAX_EXACT = 2**53
+from .._kinds import EMPTY, STR, Column, classify, numpy_kind
 
 Values = Union[np.ndarray, Sequence[Any]]
-
-# kinds of a Typed column
-EMPTY, BOOL, INT, FLOAT, NUMMIX, STR, OBJECT = "empty", "bool", "int", "float", "nummix", "str", "object"
 
 # How a column's values are stored, beyond its Arrow type; the part's metadata lists the columns of
 # each non-plain encoding under this name ("pickled": pickled values; "surrogatepass": str values
@@ -47,76 +37,23 @@ EMPTY, BOOL, INT, FLOAT, NUMMIX, STR, OBJECT = "empty", "bool", "int", "float", 
 PLAIN, PICKLED, SURROGATES = "", "pickled", "surrogatepass"
 ENCODINGS = (PICKLED, SURROGATES)
 
-
-class Typed(NamedTuple):
-    """One column, typed: ``array`` is a numpy array for bool/int/float (placeholder values in the
-    rows that ``none`` marks), else None; ``values`` the original values."""
-
-    kind: str
-    array: np.ndarray | None
-    none: np.ndarray | None  # rows whose value is None (absent keys included), or None
-    values: Values
-
-
-def _numpy_kind(values: np.ndarray) -> str | None:
-    kind, size = values.dtype.kind, values.dtype.itemsize
-    if kind == "b":
-        return BOOL
-    if kind == "i" or (kind == "u" and size < 8):
-        return INT
-    if kind == "f" and size <= 8:
-        return FLOAT
-    return None
+# One column, typed: ``kind`` (``_kinds``: EMPTY, BOOL, INT, BIGINT, FLOAT, NUMMIX, STR, OBJECT),
+# ``array`` a numpy array for BOOL/INT/FLOAT/NUMMIX (placeholder values in the rows that ``none``
+# marks), else None; ``values`` the values (np.str_ as str).
+Typed = Column
 
 
 def typed(values: Values, present: np.ndarray | None = None) -> Typed:
     """Type one column. ``present``: rows that have the key at all (None: every row)."""
-    n = len(values)
-    absent = None if present is None or present.all() else ~present
-    if isinstance(values, np.ndarray) and values.dtype != object:
-        kind = _numpy_kind(values)
-        if kind is not None:
-            array = values if kind != INT else values.astype(np.int64, copy=False)
-            array = array if kind != FLOAT else values.astype(np.float64, copy=False)
-            return Typed(kind, array, absent, values)
+    if isinstance(values, np.ndarray) and values.dtype != object and numpy_kind(values.dtype) is None:
+        # Python values, not numpy scalars: what journals were always typed and hashed by (a
+        # uint64 beyond int64 becomes a Python int; a long double, a float)
         values = values.tolist()
-    elif isinstance(values, np.ndarray):
-        values = list(values)
-    tlist = list(map(type, values))
-    types = {tlist[0]} if n and tlist.count(tlist[0]) == n else set(tlist)
-    del tlist
-    none = absent
-    if _NONE_TYPE in types:
-        types.discard(_NONE_TYPE)
-        none = np.fromiter(map(operator.is_, values, repeat(None)), dtype=bool, count=n)
-        if absent is not None:
-            none |= absent
-    if not types:
-        return Typed(EMPTY, None, none, values)
-    if types <= _FLOAT_TYPES:
-        array = (np.fromiter(values, np.float64, n) if none is None
-                 else np.array([np.nan if v is None else v for v in values], dtype=np.float64))
-        return Typed(FLOAT, array, none, values)
-    if types <= _BOOL_TYPES:
-        return Typed(BOOL, np.array([bool(v) for v in values] if none is not None else values, dtype=bool),
-                     none, values)
-    if types <= _INT_TYPES:
-        try:
-            array = np.fromiter(values if none is None else (0 if v is None else v for v in values),
-                                dtype=np.int64, count=n)
-            return Typed(INT, array, none, values)
-        except OverflowError:
-            return Typed(OBJECT, None, none, values)
-    if types <= _INT_TYPES | _FLOAT_TYPES:
-        if all(-_MAX_EXACT <= int(v) <= _MAX_EXACT for v in values if type(v) in _INT_TYPES):
-            array = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-            return Typed(NUMMIX, array, none, values)
-        return Typed(OBJECT, None, none, values)
-    if types <= _STR_TYPES:
-        if np.str_ in types:
-            values = [None if v is None else str(v) for v in values]
-        return Typed(STR, None, none, values)
-    return Typed(OBJECT, None, none, values)
+    column = classify(values, None if present is None else ~present)
+    if column.kind == STR and np.str_ in column.types:  # Arrow and the hash take str
+        return column._replace(values=[None if v is None else str(v) for v in column.values],
+                               types=frozenset({str}))
+    return column
 
 
 def to_arrow(column: Typed) -> tuple[pa.Array, str, list[int]]:
@@ -125,7 +62,7 @@ def to_arrow(column: Typed) -> tuple[pa.Array, str, list[int]]:
     A value that cannot be pickled is stored as missing and its row reported, so that the caller
     can leave that row out rather than journal a result it cannot give back.
     """
-    kind, array, none, values = column
+    kind, array, none, values = column.kind, column.array, column.none, column.values
     if kind == EMPTY:
         return pa.nulls(len(values)), PLAIN, []
     if array is not None:

@@ -32,16 +32,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._journal_arrow import PLAIN, SURROGATES, encodings
-from ._journal_build import DICT_COLUMNS, STATUSES, PartBuilder
-from ._journal_store import PART_META_KEY, Lock, PartName, fsync_dir, part_meta, read_part, write_meta, write_part
-from ._psets import PsetSource
-from ._worker import GroupResult
-from .backends.base import PsetLost
+from .._psets import PsetSource
+from .._worker import GroupResult
+from ..backends.base import PsetLost
+from ._arrow import PLAIN, SURROGATES, encodings
+from ._build import DICT_COLUMNS, STATUSES, PartBuilder
+from ._store import PART_META_KEY, Lock, PartName, fsync_dir, part_meta, read_part, write_meta, write_part
 
 log = logging.getLogger("paramsurvey.journal")
 
-# A finished pset reaches the disk within this many seconds (plus one write): the issue allows at
+# A finished pset reaches the disk within this many seconds (plus one write): the promise is that at
 # most one second of finished work to be lost; half of it leaves room for a slow write.
 FLUSH_SECONDS = 0.5
 # Outcomes are turned into Arrow tables this often, so that little is left to do when the map ends.
@@ -198,7 +198,7 @@ def _finish_all() -> None:
 class Journal:
     """What the engine talks to during one map(); see the module docstring."""
 
-    want_digests = False  # hashes are computed here, column-wise (see _journal_hash), not per pset
+    want_digests = False  # hashes are computed here, column-wise (see _hash), not per pset
 
     def __init__(self, path: str, run: int, source: PsetSource, lock: Lock, meta: dict[str, Any],
                  todo_count: int, known: dict[str, tuple[Any, pa.DataType, str]] | None = None) -> None:
@@ -272,7 +272,7 @@ class Journal:
     # -- the writer thread ------------------------------------------------------------------
     def _thread_main(self) -> None:
         try:
-            import pyarrow.parquet  # noqa: F401  (now, while the map starts: see _journal_store._parquet)
+            import pyarrow.parquet  # noqa: F401  (now, while the map starts: see _store._parquet)
 
             self._write_provenance()
         except Exception as exc:  # provenance is a nicety: never let it stop the journal
@@ -418,7 +418,7 @@ class Journal:
 
     # -- metadata -----------------------------------------------------------------------------
     def _write_provenance(self) -> None:
-        from ._logfile import provenance
+        from .._logfile import provenance
 
         run = self.meta["runs"][-1]
         info = provenance(run.pop("env_used", None))

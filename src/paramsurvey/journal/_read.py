@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ._journal_arrow import PLAIN, decode_key, encodings, from_arrow
-from ._journal_hash import hex_strings, parse_hex
-from ._journal_store import PartName, part_meta, read_parts
+from ._arrow import PLAIN, decode_key, encodings, from_arrow
+from ._hash import hex_strings, parse_hex
+from ._store import PartName, part_meta, read_parts
 
 _DEFAULTS: dict[str, Any] = {"_position": -1, "_attempt": 0}
 

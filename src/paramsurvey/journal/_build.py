@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ._journal_arrow import (
+from .._psets import PsetSource
+from .._worker import GroupResult
+from ..backends.base import PsetLost
+from ._arrow import (
     PICKLED,
     PLAIN,
     SURROGATES,
@@ -28,11 +31,8 @@ from ._journal_arrow import (
     to_arrow,
     typed,
 )
-from ._journal_hash import HASH_VERSION, hash_columns, hex_bytes, list_columns
-from ._journal_store import PART_META_KEY
-from ._psets import PsetSource
-from ._worker import GroupResult
-from .backends.base import PsetLost
+from ._hash import HASH_VERSION, hash_columns, hex_bytes, list_columns
+from ._store import PART_META_KEY
 
 log = logging.getLogger("paramsurvey.journal")
 

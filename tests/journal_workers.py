@@ -61,7 +61,7 @@ def journaled_so_far(pset: dict[str, Any], system_kwargs: dict[str, Any], user_k
     time.sleep(user_kwargs["wait"])
     import pyarrow.parquet as pq
 
-    from paramsurvey._journal_store import list_parts
+    from paramsurvey.journal._store import list_parts
 
     path = user_kwargs["journal"]
     return {"seen": sum(pq.read_metadata(os.path.join(path, p.name)).num_rows for p in list_parts(path))}
@@ -108,7 +108,7 @@ SURVEY = textwrap.dedent("""
     import os, signal, sys
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     import paramsurvey
-    from test_journal_workers import marked
+    from journal_workers import marked
     n, sleep, journal, marks = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
     psets = [{{'x': i}} for i in range(n)]
     paramsurvey.init(backend='multiprocessing', ncores=2, verbose=0)
