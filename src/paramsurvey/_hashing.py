@@ -19,17 +19,23 @@ DIGEST_SIZE = 16  # 128 bits: collisions among even 10**9 psets are ~1e-20 likel
 
 def _native(value: Any) -> Any:
     # numpy / pandas scalars know their Python value; anything else falls back to a type-tagged repr
+    # (only when that is another type: np.longdouble's .item() returns itself, and json would ask again)
     item = getattr(value, "item", None)
     if callable(item):
         try:
-            return item()
+            native = item()
         except (TypeError, ValueError):
             pass
+        else:
+            if type(native) is not type(value):
+                return native
     if isinstance(value, (set, frozenset)):
         return sorted(map(repr, value))
     tolist = getattr(value, "tolist", None)
     if callable(tolist):
-        return tolist()
+        native = tolist()
+        if type(native) is not type(value):
+            return native
     return f"<{type(value).__module__}.{type(value).__qualname__}>{value!r}"
 
 

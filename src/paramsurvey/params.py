@@ -74,6 +74,11 @@ def _series_from_values(values: list[Any], name: Hashable = None) -> pd.Series:
         except (TypeError, ValueError, OverflowError):
             pass
     s = pd.Series(values, name=name)
+    if s.dtype.kind != "f" and column.kind in _FLOAT_KINDS:  # e.g. uint64 beside negative ints and floats
+        try:
+            return pd.Series(values, dtype=np.float64, name=name)  # exact: the kind says so
+        except (TypeError, ValueError):
+            return s
     if s.dtype.kind == "f" and column.kind not in _FLOAT_KINDS:
         return pd.Series(np.fromiter(values, dtype=object, count=len(values)), name=name, dtype=object)
     return s
