@@ -37,7 +37,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ from ._kinds import BIGINT, BOOL, EMPTY, FLOAT, INT, MAX_EXACT, NUMMIX, classify
 
 __all__ = ["ColumnAccumulator", "series_from_values", "frame_from_records"]
 
-Dest = Union[slice, np.ndarray]  # where a chunk's rows go in the sorted frame
+Dest = slice | np.ndarray  # where a chunk's rows go in the sorted frame
 
 
 class _Piece:

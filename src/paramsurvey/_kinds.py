@@ -32,7 +32,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from itertools import repeat
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -52,7 +52,7 @@ NUM_TYPES = INT_TYPES | FLOAT_TYPES
 STR_TYPES = frozenset({str, np.str_})
 MAX_EXACT = 2**53  # every int of magnitude up to this is a float64 exactly; beyond, some are not
 
-Values = Union[np.ndarray, Sequence[Any]]
+Values = np.ndarray | Sequence[Any]
 
 # the numpy dtype of each kind that has one
 _ARRAY_DTYPES = {BOOL: np.dtype(np.bool_), INT: np.dtype(np.int64), FLOAT: np.dtype(np.float64),

@@ -22,14 +22,14 @@ import base64
 import math
 import pickle
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from .._kinds import EMPTY, STR, Column, classify, numpy_kind
 
-Values = Union[np.ndarray, Sequence[Any]]
+Values = np.ndarray | Sequence[Any]
 
 # How a column's values are stored, beyond its Arrow type; the part's metadata lists the columns of
 # each non-plain encoding under this name ("pickled": pickled values; "surrogatepass": str values

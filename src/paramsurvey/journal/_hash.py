@@ -31,7 +31,7 @@ import hashlib
 import operator
 from collections.abc import Mapping, Sequence
 from itertools import repeat
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +59,7 @@ _NONE = (_U64(0x1F83D9ABFB41BD6B), _U64(0x5BE0CD19137E2179))
 _CANON_NAN = np.array([np.nan], dtype=np.float64).view(np.uint64)[0]
 
 
-Values = Union[np.ndarray, Sequence[Any]]
+Values = np.ndarray | Sequence[Any]
 
 
 def _fmix(h: np.ndarray) -> np.ndarray:

@@ -133,7 +133,7 @@ def status(path: str | os.PathLike[str]) -> JournalStatus:
     total = int(last.get("total", sum(counts.values())))
     remaining = max(0, total - sum(counts.values()))  # a failure is an outcome too (a resume runs it again)
     finished_this = rows.finished[this]
-    now = np.datetime64(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None), "us")
+    now = np.datetime64(datetime.datetime.now(datetime.UTC).replace(tzinfo=None), "us")
     start = _parse_time(last.get("start_time"))
     rate = _rate(finished_this, start, now if running else None)
     return JournalStatus(
