@@ -1,5 +1,5 @@
 """Map time of the same survey on every backend, as a ratio to multiprocessing measured in the same run
-(issue 3: 100,000 trivial psets on Ray and on Dask within 3x of multiprocessing).
+(the goal: 100,000 trivial psets on Ray and on Dask within 3x of multiprocessing).
 
 Each backend runs in a fresh Python process: ``init()`` (starting a local Ray or Dask is not timed),
 then each map is timed from just before ``map()`` to the results DataFrame in hand. The table shows

@@ -1,4 +1,4 @@
-"""The local engine against a raw process pool and the original paramsurvey 0.4.21 (issue 7).
+"""The local engine against a raw process pool and the original paramsurvey 0.4.21.
 
 Each figure is a ratio taken in the same run, each case in a fresh Python process, timed from just
 before ``init()`` to the results DataFrame in hand:
