@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -34,6 +35,51 @@ IN_PROCESS = "in_process"                  # runs in the driver: Ctrl-C interrup
 # Thread variables init() set in the driver's environment itself (name -> value): not the user's
 # choice, so a Ray or Dask task still gets its own cores' worth of threads.
 THREADS_SET_BY_PARAMSURVEY: dict[str, str] = {}
+
+
+# Why a worker process most likely died of a signal, said beside its name: the signal alone means
+# little to most users, and each has one usual culprit.
+SIGNAL_CAUSES: dict[int, str] = {
+    signal.SIGKILL: "often the out-of-memory killer (or someone's kill -9)",
+    signal.SIGSEGV: "a crash in native code (a C extension)",
+    signal.SIGBUS: "a crash in native code (a C extension)",
+    signal.SIGFPE: "a crash in native code (a C extension)",
+    signal.SIGILL: "a crash in native code (a C extension)",
+    signal.SIGABRT: "a C library abort",
+    signal.SIGTERM: "stopped from outside (a job scheduler's time limit, or someone's kill)",
+}
+
+
+def crash_message(signum: int | None = None, exit_code: int | None = None, when: str = "",
+                  engine_says: str = "") -> str:
+    """The one message for a worker process that died under a pset, on every backend: what ended it
+    (a signal, by number and name, or an exit code) and its likely cause. ``when`` follows the event
+    (e.g. " while sending its results"); ``engine_says`` is what Ray or Dask reported, appended."""
+    if signum is not None:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = "unknown signal"
+        event = f"killed by signal {signum} ({name})"
+        cause = SIGNAL_CAUSES.get(signum, "a signal from another process or the system")
+    elif exit_code is not None:
+        event = f"exited with code {exit_code}"
+        cause = f"the worker called sys.exit/os._exit with code {exit_code}"
+    else:
+        event, cause = "died", "cause unknown"
+    message = f"worker process {event}{when}: {cause}"
+    return f"{message}; {engine_says}" if engine_says else message
+
+
+def describe_wait_status(status: int | None, when: str = "") -> str:
+    """crash_message for a status from os.waitpid() (None: never heard)."""
+    if status is None:
+        return crash_message(when=when)
+    if os.WIFSIGNALED(status):
+        return crash_message(signum=os.WTERMSIG(status), when=when)
+    if os.WIFEXITED(status):
+        return crash_message(exit_code=os.WEXITSTATUS(status), when=when)
+    return crash_message(when=when, engine_says=f"wait status {status}")
 
 
 @dataclass

@@ -46,7 +46,7 @@ from ..exceptions import BackendError
 from ..utils import resolve_ncores
 from . import _remote
 from ._dask_options import CLUSTER_KEYS, TASK_KEYS, check_settings, check_task_options
-from .base import CRASH_ISOLATION, Backend, GroupDone, Outcome, PsetLost, Task
+from .base import CRASH_ISOLATION, Backend, GroupDone, Outcome, PsetLost, Task, crash_message
 
 log = logging.getLogger("paramsurvey")
 
@@ -437,7 +437,7 @@ class DaskBackend(Backend):
         elif future.status != "error":
             self._launch(task, options, solo)
         elif solo:
-            message = f"worker process died ({reason})"
+            message = crash_message(engine_says=f"Dask says {reason}")
             outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed", message))
         else:
             self.suspects.append((task, options))

@@ -49,7 +49,17 @@ from .._worker import GroupResult, MapContext, Slot
 from ..exceptions import ArgumentError, ArgumentTypeError, BackendError
 from ..utils import resolve_ncores
 from ._remote import failed_group
-from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, GroupDone, Outcome, PsetLost, Task
+from .base import (
+    CRASH_ISOLATION,
+    MAX_TASKS_PER_CHILD,
+    TIMEOUT,
+    Backend,
+    GroupDone,
+    Outcome,
+    PsetLost,
+    Task,
+    describe_wait_status,
+)
 
 # Groups queued on a worker beyond the one it runs: 1 hides the round trip between groups.
 PREFETCH = 2
@@ -84,21 +94,6 @@ WORKERS_PER_SLOT_RETIRING = 2
 # Open files wanted beyond the workers' and those already open: the zygote's socket, a fork's
 # transient pipes, the logfile, a journal, the Ctrl-C wake pipe, and some for the user's own work.
 FD_HEADROOM = 64
-
-
-def describe_wait_status(status: int | None) -> str:
-    if status is None:
-        return "worker process died (exit status unknown)"
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = "unknown signal"
-        return f"worker process killed by signal {sig} ({name})"
-    if os.WIFEXITED(status):
-        return f"worker process exited with code {os.WEXITSTATUS(status)}"
-    return f"worker process ended with wait status {status}"
 
 
 def _frame(data: bytes) -> bytes:
@@ -665,14 +660,14 @@ class MultiprocessingBackend(Backend):
             elif i == 0 and blame == Slot.SENDING:
                 for position, pset in zip(task.positions, task.psets):
                     outcomes.append(PsetLost(position, pset, task.attempt, "crashed",
-                                             describe_wait_status(status) + " while sending its results"))
+                                             describe_wait_status(status, " while sending its results")))
             elif i == 0 and timed_out is None and status != 0 and self._fatal_to_load(task):
                 if len(task.positions) > 1:  # each pset goes again alone: only the one at fault fails
                     requeue.extend(Task(task.task_id, [position], [pset], task.attempt)
                                    for position, pset in zip(task.positions, task.psets))
                 else:
                     outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed",
-                                             describe_wait_status(status) + " each time it loaded this pset"))
+                                             describe_wait_status(status, " each time it loaded this pset")))
             else:
                 requeue.append(task)
         self.queue.extendleft(reversed(requeue))

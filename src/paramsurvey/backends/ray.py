@@ -40,7 +40,17 @@ from .._worker import MapContext
 from ..exceptions import ArgumentError, ArgumentTypeError, BackendError
 from ..utils import resolve_ncores
 from . import _remote, _watchdog
-from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, GroupDone, Outcome, PsetLost, Task
+from .base import (
+    CRASH_ISOLATION,
+    MAX_TASKS_PER_CHILD,
+    TIMEOUT,
+    Backend,
+    GroupDone,
+    Outcome,
+    PsetLost,
+    Task,
+    crash_message,
+)
 
 log = logging.getLogger("paramsurvey")
 
@@ -447,7 +457,7 @@ class RayBackend(Backend):
                 self._launch(piece, options)
             return
         first_line = (str(exc).strip().splitlines() or [""])[0]
-        message = f"worker process died ({type(exc).__name__}: {first_line})"
+        message = crash_message(engine_says=f"Ray says {type(exc).__name__}: {first_line}")
         outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed", message))
 
     def cancel(self) -> None:
