@@ -41,18 +41,17 @@ a second to leave, then a stuck socket is shut.
 
 The SIGINT handler (installed by :meth:`Survey._sigint_guard` around ``begin_map()`` and the loop,
 in the main thread, when Ctrl-C still has Python's default handler) reads only whether an interrupt
-came before; it writes the interrupt flag and one byte to the wake pipe, whose read end the
-backend's ``poll()`` waits on beside its workers, so the loop wakes at once and stops between two
-outcomes, never in the middle of recording one. A second Ctrl-C, or one on an in-process backend
-(serial: the psets run inside the loop's own ``poll()``), raises ``KeyboardInterrupt`` at once
-instead. It ends with the loop: the previous handler is restored and the wake pipe closed.
+came before; it writes the interrupt flag and calls ``backend.wakeup()`` (one byte to the backend's
+own pipe, which its ``poll()`` waits on beside its workers), so the loop wakes at once and stops
+between two outcomes, never in the middle of recording one. A second Ctrl-C, or one on an in-process
+backend (serial: the psets run inside the loop's own ``poll()``), raises ``KeyboardInterrupt`` at once
+instead. It ends with the loop: the previous handler is restored.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import threading
 from array import array
@@ -118,8 +117,6 @@ class Survey:
         self.collision_logged = False
         self.traceback_hint_given = False
         self.interrupted = False
-        self.wake_r: int | None = None
-        self.wake_w: int | None = None
 
     # -- grouping -----------------------------------------------------------------------------
     def _group_size(self) -> int:
@@ -188,7 +185,7 @@ class Survey:
         with self._sigint_guard():
             completed = False
             try:
-                self.backend.begin_map(ctx, settings, self.wake_r)
+                self.backend.begin_map(ctx, settings)
                 self._loop()
                 completed = True
             except KeyboardInterrupt:
@@ -385,33 +382,26 @@ class Survey:
     # -- Ctrl-C ----------------------------------------------------------------------------------
     @contextmanager
     def _sigint_guard(self) -> Iterator[None]:
-        """Turn Ctrl-C into a flag the loop checks, woken through a pipe the backend waits on,
+        """Turn Ctrl-C into a flag the loop checks, woken through ``backend.wakeup()``,
         so an interrupt never lands in the middle of recording a group. In-process backends
         (serial) and a second Ctrl-C get a plain KeyboardInterrupt at once."""
         in_main = threading.current_thread() is threading.main_thread()
         if not in_main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
             yield
             return
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_w, False)
-        in_process = IN_PROCESS in self.backend.capabilities
+        backend = self.backend
+        in_process = IN_PROCESS in backend.capabilities
 
         def on_sigint(signum: int, frame: Any) -> None:
             if self.interrupted or in_process:
                 self.interrupted = True
                 raise KeyboardInterrupt
             self.interrupted = True
-            try:
-                os.write(self.wake_w, b"!")  # type: ignore[arg-type]
-            except OSError:
-                pass
+            backend.wakeup()
 
         previous = signal.signal(signal.SIGINT, on_sigint)
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
-            os.close(self.wake_r)
-            os.close(self.wake_w)
-            self.wake_r = self.wake_w = None
 

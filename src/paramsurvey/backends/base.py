@@ -7,6 +7,9 @@ while it has free slots, and polled for outcomes. It knows nothing about DataFra
     start() -> begin_map(ctx) -> [submit(task) while free_slots()] / poll(timeout) -> end_map()
                                   ... -> cancel() on Ctrl-C ... -> shutdown()
 
+On Ctrl-C the engine's signal handler calls ``wakeup()``: poll() waits on ``wake_fd`` beside its
+workers, so it returns at once.
+
 Outcomes are data: a finished group (``GroupDone``), or one pset that took its worker down
 (``PsetLost``: crashed or timed out). Psets a dead worker had not finished are the backend's to run
 again; the engine never sees them twice.
@@ -130,6 +133,36 @@ class Backend(abc.ABC):
         # existing Ray or Dask cluster's) runs the initializer again for the next session
         self.session_key = os.urandom(8).hex()
         self._init_digest: tuple[Any, Any, str] | None = None
+        # Ctrl-C's way into poll(): the engine's SIGINT handler calls wakeup(), which writes a byte
+        # here; poll() waits on wake_fd beside its workers, so the loop wakes at once
+        self.wake_fd, self._wake_w = os.pipe()
+        os.set_blocking(self.wake_fd, False)
+        os.set_blocking(self._wake_w, False)
+
+    def wakeup(self) -> None:
+        """Make poll() return now. Called from a signal handler: one write to a non-blocking pipe,
+        nothing else (a full pipe is already due to wake poll())."""
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:
+            pass
+
+    def drain_wakeups(self) -> None:
+        """Forget wakeups already seen (at a map's end): a byte left in the pipe would wake every
+        poll() of the next map at once."""
+        try:
+            while os.read(self.wake_fd, 4096):
+                pass
+        except OSError:  # BlockingIOError: empty
+            pass
+
+    def __del__(self) -> None:
+        for fd in (getattr(self, "wake_fd", None), getattr(self, "_wake_w", None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def init_key(self, initializer: Callable[..., Any] | None, initargs: Any) -> str:
         """``MapContext.init_key``: the same for every map of this session with this initializer and
@@ -158,7 +191,7 @@ class Backend(abc.ABC):
         self.settings = settings
 
     @abc.abstractmethod
-    def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+    def begin_map(self, ctx: MapContext, settings: Settings) -> None:
         """Ship the map's function and options to the workers; raise if they cannot load it."""
 
     @abc.abstractmethod

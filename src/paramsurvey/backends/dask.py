@@ -158,7 +158,6 @@ class DaskBackend(Backend):
         self.keys = 0
         self.map_options: dict[str, Any] = {}
         self.want_digests = False
-        self.wake_fd: int | None = None
         self.cores = 0
         self.cores_at = -_remote.CORES_TTL
         self.checked: set[Hashable] = set()
@@ -265,6 +264,7 @@ class DaskBackend(Backend):
                     os.close(fd)
                 except OSError:
                     pass
+        super().__del__()
 
     def core_count(self) -> int:
         return int(sum(self.client.nthreads().values()))
@@ -282,7 +282,7 @@ class DaskBackend(Backend):
         return list(nodes.values())
 
     # -- one map ----------------------------------------------------------------------------
-    def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+    def begin_map(self, ctx: MapContext, settings: Settings) -> None:
         check_task_options(_remote.map_given(self.settings.backend_options, settings.backend_options), "map")
         self.map_options = {k: v for k, v in settings.backend_options.items() if k in TASK_KEYS}
         setup = _remote.make_setup(ctx, None)
@@ -291,7 +291,6 @@ class DaskBackend(Backend):
         # by a builtin (see TASK_EXPRESSION)
         self.setup = self.client.submit(bytes, setup, key=f"paramsurvey-setup-{self.token}", pure=False)
         self.want_digests = ctx.want_digests
-        self.wake_fd = wake_fd
         self.cores_at = -_remote.CORES_TTL
 
     def end_map(self) -> None:
@@ -306,7 +305,7 @@ class DaskBackend(Backend):
         with self.lock:
             self.finished.clear()
         self.setup = None
-        self.wake_fd = None
+        self.drain_wakeups()
 
     def free_slots(self) -> int:
         if self.suspects:  # drain, then run them one by one
@@ -375,7 +374,7 @@ class DaskBackend(Backend):
             self._launch(task, options, solo=True)
         outcomes, self.ready = self.ready, []
         if not outcomes and not self.finished:
-            waited = [self.pipe_r] + ([self.wake_fd] if self.wake_fd is not None else [])
+            waited = [self.pipe_r, self.wake_fd]
             select.select(waited, [], [], 1.0 if timeout is None else min(timeout, 1.0))
         try:
             while os.read(self.pipe_r, 4096):

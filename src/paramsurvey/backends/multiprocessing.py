@@ -304,7 +304,6 @@ class MultiprocessingBackend(Backend):
         self.setup: tuple[str, int, bytes] | None = None
         self.timeout: float | None = None
         self.want_digests = False
-        self.wake_fd: int | None = None
         self.stillborn = 0
 
     # -- life cycle -------------------------------------------------------------------------
@@ -375,7 +374,7 @@ class MultiprocessingBackend(Backend):
         return [{"num_cores": self.nworkers, "num_gpus": 0, "memory": psutil.virtual_memory().total}]
 
     # -- one map ----------------------------------------------------------------------------
-    def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+    def begin_map(self, ctx: MapContext, settings: Settings) -> None:
         ctx.sys_path = list(sys.path)
         ctx.timed = settings.timeout is not None
         try:
@@ -390,13 +389,12 @@ class MultiprocessingBackend(Backend):
         self.setup = ("setup", self.map_id, blob)
         self.timeout = settings.timeout
         self.want_digests = ctx.want_digests
-        self.wake_fd = wake_fd
         for worker in list(self.workers):
             worker.queue_message(self.setup)
 
     def end_map(self) -> None:
         self.setup = None
-        self.wake_fd = None
+        self.drain_wakeups()
 
     def free_slots(self) -> int:
         running = sum(len(w.tasks) for w in self.workers)
@@ -500,8 +498,7 @@ class MultiprocessingBackend(Backend):
                 writers[worker.out_fd] = worker
                 poller.register(worker.out_fd, select.POLLOUT)
         poller.register(self.ctrl.fileno(), select.POLLIN)
-        if self.wake_fd is not None:
-            poller.register(self.wake_fd, select.POLLIN)
+        poller.register(self.wake_fd, select.POLLIN)
         ready = poller.poll(None if wait_for is None else math.ceil(wait_for * 1000))
         ctrl_ready = False
         for fd, _ in ready:

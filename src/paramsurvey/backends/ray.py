@@ -147,7 +147,6 @@ class RayBackend(Backend):
         self.map_options: dict[str, Any] = {}
         self.want_digests = False
         self.max_chunk: int | None = None
-        self.wake_fd: int | None = None
         self.cores = 0
         self.cores_at = -_remote.CORES_TTL
         self.checked: set[Hashable] = set()
@@ -260,7 +259,7 @@ class RayBackend(Backend):
         return nodes
 
     # -- one map ----------------------------------------------------------------------------
-    def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+    def begin_map(self, ctx: MapContext, settings: Settings) -> None:
         self.map_options = self._map_options(settings)
         self._check_task_options(self.map_options)
         self.timeout = settings.timeout
@@ -271,7 +270,6 @@ class RayBackend(Backend):
         self.holder = [ray.put(setup)]
         self.want_digests = ctx.want_digests
         self.max_chunk = self.settings.max_tasks_per_child
-        self.wake_fd = wake_fd
         self.cores_at = -_remote.CORES_TTL
 
     def _map_options(self, settings: Settings) -> dict[str, Any]:
@@ -299,7 +297,7 @@ class RayBackend(Backend):
     def end_map(self) -> None:
         self.cancel()  # nothing is pending unless the map itself failed: then stop its leftovers
         self.holder = []
-        self.wake_fd = None
+        self.drain_wakeups()
         if self.stuck is not None:
             self.stuck.close()
             self.stuck = None
@@ -388,11 +386,7 @@ class RayBackend(Backend):
 
     def _woken(self, wait_for: float) -> bool:
         """Wait on the Ctrl-C wake fd and the watchdogs' reports; True if Ctrl-C woke us."""
-        fds = [fd for fd in (self.wake_fd, self.stuck.fileno() if self.stuck else None) if fd is not None]
-        if not fds:
-            if wait_for > 0:
-                time.sleep(wait_for)
-            return False
+        fds = [self.wake_fd] + ([self.stuck.fileno()] if self.stuck is not None else [])
         ready = select.select(fds, [], [], wait_for)[0]
         if self.stuck is not None and self.stuck.fileno() in ready:
             self._stop_stuck()
