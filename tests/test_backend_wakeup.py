@@ -37,3 +37,14 @@ def test_wakeup_returns_poll_at_once_and_is_forgotten_at_the_maps_end():
     backend.end_map()
     with pytest.raises(BlockingIOError):  # no stale byte left to wake the next map's poll()
         os.read(backend.wake_fd, 1)
+
+
+def test_the_capability_table_refuses_what_a_backend_cannot_do_naming_it():
+    from paramsurvey._config import resolve
+    from paramsurvey._engine import refuse_unsupported
+    from paramsurvey.backends.serial import SerialBackend
+
+    with pytest.raises(paramsurvey.ArgumentError, match="timeout= is not supported by the serial backend"):
+        refuse_unsupported(SerialBackend, resolve({"backend": "serial"}, {"timeout": 2}))
+    # no worker process to replace: accepted in process, as 0.4.x scripts expect
+    refuse_unsupported(SerialBackend, resolve({"backend": "serial", "max_tasks_per_child": 3}), at_init=True)

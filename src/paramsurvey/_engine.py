@@ -71,8 +71,8 @@ from ._progress import Counters, ProgressReporter
 from ._psets import PsetSource
 from ._results import MISSING_COLUMNS, MapResults
 from ._worker import GroupResult, MapContext
-from .backends.base import IN_PROCESS, Backend, GroupDone, PsetLost, Task
-from .exceptions import Interrupted
+from .backends.base import IN_PROCESS, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, GroupDone, PsetLost, Task
+from .exceptions import ArgumentError, Interrupted
 from .stats import PerfStats
 
 log = logging.getLogger("paramsurvey")
@@ -86,6 +86,36 @@ MAX_GROUP = 25_000
 EMA_WEIGHT = 0.3
 # Driver-side cost of one pset (pickling, assembly), so trivial psets still form sane groups.
 PSET_OVERHEAD = 2e-6
+
+
+# What each setting needs of a backend, and why it is refused without it: (capability, the setting
+# it enables, whether init() refuses it already, the message). A setting only init() takes is refused
+# there; one a map may give or change (timeout) is refused by map(), as it always was. A backend may
+# add a hint of its own (``Backend.refusal_hints``).
+CAPABILITY_TABLE: tuple[tuple[str, str, bool, str], ...] = (
+    (TIMEOUT, "timeout", False,
+     "timeout= is not supported by the {backend} backend: it cannot stop one pset without stopping the "
+     "survey (use the multiprocessing backend)"),
+    (MAX_TASKS_PER_CHILD, "max_tasks_per_child", True,
+     "max_tasks_per_child is not supported by the {backend} backend ({hint}); use the multiprocessing or "
+     "ray backend"),
+)
+# An in-process backend has no worker process to replace: max_tasks_per_child means nothing there
+# and was always accepted (0.4.x scripts pass it whatever the backend).
+MEANINGLESS_IN_PROCESS = frozenset({MAX_TASKS_PER_CHILD})
+
+
+def refuse_unsupported(backend: type[Backend] | Backend, settings: Settings, at_init: bool = False) -> None:
+    """Raise ArgumentError, before any work, for a setting the backend lacks the capability for
+    (``at_init``: only the settings init() refuses)."""
+    capabilities = backend.capabilities
+    for capability, setting, by_init, message in CAPABILITY_TABLE:
+        if capability in capabilities or getattr(settings, setting) is None or (at_init and not by_init):
+            continue
+        if IN_PROCESS in capabilities and capability in MEANINGLESS_IN_PROCESS:
+            continue
+        hint = backend.refusal_hints.get(capability, "it cannot do that")
+        raise ArgumentError(message.format(backend=backend.name, hint=hint))
 
 
 class Survey:

@@ -119,6 +119,8 @@ Outcome = GroupDone | PsetLost
 class Backend(abc.ABC):
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    # capability -> why this backend lacks it, said when a setting that needs it is refused
+    refusal_hints: ClassVar[dict[str, str]] = {}
     # A group should run about this long: long enough that per-task overhead fades (a local task
     # costs microseconds, a Ray or Dask task a millisecond or more),
     # short enough that progress moves and a crash re-runs little.

@@ -46,7 +46,7 @@ from ..exceptions import BackendError
 from ..utils import resolve_ncores
 from . import _remote
 from ._dask_options import CLUSTER_KEYS, TASK_KEYS, check_settings, check_task_options
-from .base import CRASH_ISOLATION, Backend, GroupDone, Outcome, PsetLost, Task, crash_message
+from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, Backend, GroupDone, Outcome, PsetLost, Task, crash_message
 
 log = logging.getLogger("paramsurvey")
 
@@ -129,6 +129,8 @@ class _CancelWatch(_remote.SlotView):
 class DaskBackend(Backend):
     name = "dask"
     capabilities = frozenset({CRASH_ISOLATION})
+    refusal_hints = {MAX_TASKS_PER_CHILD: "Dask cannot retire a worker process after N tasks; its workers' "
+                                          "--lifetime option retires them by age"}
     # A task costs ~1.6 ms and a round trip >= 10 ms on a 2-core machine: groups of about a second.
     target_group_seconds = 1.0
     # A round trip is >= 10 ms (Dask batches messages): the tail of a map stops splitting at groups
