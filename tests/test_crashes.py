@@ -83,3 +83,15 @@ def test_a_worker_that_cannot_be_loaded_is_a_clear_error_and_the_next_map_works(
         paramsurvey.map(workers.Unloadable(), [{"x": i} for i in range(10)])
     results = paramsurvey.map(workers.double, [{"x": i} for i in range(10)])
     assert results["y"].tolist() == [2 * i for i in range(10)]
+
+
+@pytest.mark.parametrize("how, words", [
+    ("sigkill", "signal 9 (SIGKILL): often the out-of-memory killer (or someone's kill -9)"),
+    ("segfault", "signal 11 (SIGSEGV): a crash in native code (a C extension)"),
+    ("os_exit", "exited with code 3: the worker called sys.exit/os._exit with code 3"),
+])
+def test_a_crash_names_its_signal_or_exit_code_and_its_likely_cause(how, words):
+    paramsurvey.init(backend="multiprocessing", verbose=0)
+    results = paramsurvey.map(workers.crash, [{"how": how, "i": 0}])
+    assert results.missing["_status"].tolist() == ["crashed"]
+    assert words in results.missing["_exception"].iloc[0]

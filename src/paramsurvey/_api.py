@@ -19,12 +19,12 @@ from typing import Any
 
 from . import _config, _logfile
 from ._config import Settings
-from ._engine import Survey
+from ._engine import Survey, refuse_unsupported
 from ._psets import PsetSource
 from ._results import MapResults
-from .backends import create
-from .backends.base import THREADS_SET_BY_PARAMSURVEY, TIMEOUT, Backend
-from .exceptions import ArgumentError, ArgumentTypeError, UsageError
+from .backends import backend_class, create
+from .backends.base import THREADS_SET_BY_PARAMSURVEY, Backend
+from .exceptions import ArgumentTypeError, UsageError
 
 log = logging.getLogger("paramsurvey")
 
@@ -98,6 +98,7 @@ def init(**kwargs: Any) -> None:
     if _session.backend is not None and _session.backend.name != settings.backend:
         raise UsageError(f"paramsurvey is already initialized with the {_session.backend.name} backend; "
                            f"call paramsurvey.finalize() before init(backend={settings.backend!r})")
+    refuse_unsupported(backend_class(settings.backend), settings, at_init=True)
     _logfile.set_verbose(settings.verbose)  # first: verbose=0 must silence the logfile's own notices
     _logfile.open_logfile(settings.env_used, settings.pslogger_prefix, settings.pslogger_fd)
     _limit_omp_threads()
@@ -201,9 +202,7 @@ def map(func: Callable[..., Any], psets: Any, **kwargs: Any) -> MapResults:
 def _map(func: Callable[..., Any], psets: Any, kwargs: dict[str, Any]) -> MapResults:
     backend = _current()
     settings = _config.resolve({**_session.init_kwargs, "backend": backend.name}, kwargs)
-    if settings.timeout is not None and TIMEOUT not in backend.capabilities:
-        raise ArgumentError(f"timeout= is not supported by the {backend.name} backend: it cannot stop one pset "
-                         "without stopping the survey (use the multiprocessing backend)")
+    refuse_unsupported(backend, settings)
     sys.stdout.flush()
     sys.stderr.flush()
     _logfile.set_verbose(settings.verbose)

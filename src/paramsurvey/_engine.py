@@ -41,18 +41,17 @@ a second to leave, then a stuck socket is shut.
 
 The SIGINT handler (installed by :meth:`Survey._sigint_guard` around ``begin_map()`` and the loop,
 in the main thread, when Ctrl-C still has Python's default handler) reads only whether an interrupt
-came before; it writes the interrupt flag and one byte to the wake pipe, whose read end the
-backend's ``poll()`` waits on beside its workers, so the loop wakes at once and stops between two
-outcomes, never in the middle of recording one. A second Ctrl-C, or one on an in-process backend
-(serial: the psets run inside the loop's own ``poll()``), raises ``KeyboardInterrupt`` at once
-instead. It ends with the loop: the previous handler is restored and the wake pipe closed.
+came before; it writes the interrupt flag and calls ``backend.wakeup()`` (one byte to the backend's
+own pipe, which its ``poll()`` waits on beside its workers), so the loop wakes at once and stops
+between two outcomes, never in the middle of recording one. A second Ctrl-C, or one on an in-process
+backend (serial: the psets run inside the loop's own ``poll()``), raises ``KeyboardInterrupt`` at once
+instead. It ends with the loop: the previous handler is restored.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import threading
 from array import array
@@ -72,8 +71,8 @@ from ._progress import Counters, ProgressReporter
 from ._psets import PsetSource
 from ._results import MISSING_COLUMNS, MapResults
 from ._worker import GroupResult, MapContext
-from .backends.base import IN_PROCESS, Backend, GroupDone, PsetLost, Task
-from .exceptions import Interrupted
+from .backends.base import IN_PROCESS, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, GroupDone, PsetLost, Task
+from .exceptions import ArgumentError, Interrupted
 from .stats import PerfStats
 
 log = logging.getLogger("paramsurvey")
@@ -87,6 +86,36 @@ MAX_GROUP = 25_000
 EMA_WEIGHT = 0.3
 # Driver-side cost of one pset (pickling, assembly), so trivial psets still form sane groups.
 PSET_OVERHEAD = 2e-6
+
+
+# What each setting needs of a backend, and why it is refused without it: (capability, the setting
+# it enables, whether init() refuses it already, the message). A setting only init() takes is refused
+# there; one a map may give or change (timeout) is refused by map(), as it always was. A backend may
+# add a hint of its own (``Backend.refusal_hints``).
+CAPABILITY_TABLE: tuple[tuple[str, str, bool, str], ...] = (
+    (TIMEOUT, "timeout", False,
+     "timeout= is not supported by the {backend} backend: it cannot stop one pset without stopping the "
+     "survey (use the multiprocessing backend)"),
+    (MAX_TASKS_PER_CHILD, "max_tasks_per_child", True,
+     "max_tasks_per_child is not supported by the {backend} backend ({hint}); use the multiprocessing or "
+     "ray backend"),
+)
+# An in-process backend has no worker process to replace: max_tasks_per_child means nothing there
+# and was always accepted (0.4.x scripts pass it whatever the backend).
+MEANINGLESS_IN_PROCESS = frozenset({MAX_TASKS_PER_CHILD})
+
+
+def refuse_unsupported(backend: type[Backend] | Backend, settings: Settings, at_init: bool = False) -> None:
+    """Raise ArgumentError, before any work, for a setting the backend lacks the capability for
+    (``at_init``: only the settings init() refuses)."""
+    capabilities = backend.capabilities
+    for capability, setting, by_init, message in CAPABILITY_TABLE:
+        if capability in capabilities or getattr(settings, setting) is None or (at_init and not by_init):
+            continue
+        if IN_PROCESS in capabilities and capability in MEANINGLESS_IN_PROCESS:
+            continue
+        hint = backend.refusal_hints.get(capability, "it cannot do that")
+        raise ArgumentError(message.format(backend=backend.name, hint=hint))
 
 
 class Survey:
@@ -118,8 +147,6 @@ class Survey:
         self.collision_logged = False
         self.traceback_hint_given = False
         self.interrupted = False
-        self.wake_r: int | None = None
-        self.wake_w: int | None = None
 
     # -- grouping -----------------------------------------------------------------------------
     def _group_size(self) -> int:
@@ -188,7 +215,7 @@ class Survey:
         with self._sigint_guard():
             completed = False
             try:
-                self.backend.begin_map(ctx, settings, self.wake_r)
+                self.backend.begin_map(ctx, settings)
                 self._loop()
                 completed = True
             except KeyboardInterrupt:
@@ -385,33 +412,26 @@ class Survey:
     # -- Ctrl-C ----------------------------------------------------------------------------------
     @contextmanager
     def _sigint_guard(self) -> Iterator[None]:
-        """Turn Ctrl-C into a flag the loop checks, woken through a pipe the backend waits on,
+        """Turn Ctrl-C into a flag the loop checks, woken through ``backend.wakeup()``,
         so an interrupt never lands in the middle of recording a group. In-process backends
         (serial) and a second Ctrl-C get a plain KeyboardInterrupt at once."""
         in_main = threading.current_thread() is threading.main_thread()
         if not in_main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
             yield
             return
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_w, False)
-        in_process = IN_PROCESS in self.backend.capabilities
+        backend = self.backend
+        in_process = IN_PROCESS in backend.capabilities
 
         def on_sigint(signum: int, frame: Any) -> None:
             if self.interrupted or in_process:
                 self.interrupted = True
                 raise KeyboardInterrupt
             self.interrupted = True
-            try:
-                os.write(self.wake_w, b"!")  # type: ignore[arg-type]
-            except OSError:
-                pass
+            backend.wakeup()
 
         previous = signal.signal(signal.SIGINT, on_sigint)
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
-            os.close(self.wake_r)
-            os.close(self.wake_w)
-            self.wake_r = self.wake_w = None
 

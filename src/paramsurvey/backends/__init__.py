@@ -17,15 +17,20 @@ REGISTRY: dict[str, tuple[str, str, str | None, str | None]] = {
 }
 
 
-def create(settings: Settings) -> Backend:
-    module_name, class_name, engine, extra = REGISTRY[settings.backend]
+def backend_class(name: str) -> type[Backend]:
+    """The backend's class (its module imported), or BackendNotInstalled naming the extra."""
+    module_name, class_name, engine, extra = REGISTRY[name]
     if engine is not None:
         try:
             importlib.import_module(engine)
         except ImportError as exc:
             raise BackendNotInstalled(
-                f"the {settings.backend} backend needs {engine}, which is not installed: "
+                f"the {name} backend needs {engine}, which is not installed: "
                 f"pip install 'paramsurvey[{extra}]'") from exc
     module = importlib.import_module(module_name, __name__)
     cls: type[Backend] = getattr(module, class_name)
-    return cls(settings)
+    return cls
+
+
+def create(settings: Settings) -> Backend:
+    return backend_class(settings.backend)(settings)

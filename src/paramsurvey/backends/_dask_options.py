@@ -19,11 +19,7 @@ OWN_CLUSTER_KEYS = frozenset({"n_workers", "threads_per_worker", "memory_limit"}
 
 
 def check_settings(settings: Settings) -> None:
-    """init()'s settings for Dask: what Dask cannot do, and init's dask={...}."""
-    if settings.max_tasks_per_child:
-        raise ArgumentError("max_tasks_per_child is not supported by the dask backend (Dask cannot retire "
-                         "a worker process after N tasks; its workers' --lifetime option retires them "
-                         "by age); use the multiprocessing or ray backend")
+    """init()'s dask={...} (what Dask cannot do at all is refused by the engine's capability table)."""
     options = settings.backend_options
     unknown = set(options) - TASK_KEYS - CLUSTER_KEYS
     if unknown:

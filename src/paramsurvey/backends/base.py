@@ -7,6 +7,9 @@ while it has free slots, and polled for outcomes. It knows nothing about DataFra
     start() -> begin_map(ctx) -> [submit(task) while free_slots()] / poll(timeout) -> end_map()
                                   ... -> cancel() on Ctrl-C ... -> shutdown()
 
+On Ctrl-C the engine's signal handler calls ``wakeup()``: poll() waits on ``wake_fd`` beside its
+workers, so it returns at once.
+
 Outcomes are data: a finished group (``GroupDone``), or one pset that took its worker down
 (``PsetLost``: crashed or timed out). Psets a dead worker had not finished are the backend's to run
 again; the engine never sees them twice.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -34,6 +38,51 @@ IN_PROCESS = "in_process"                  # runs in the driver: Ctrl-C interrup
 # Thread variables init() set in the driver's environment itself (name -> value): not the user's
 # choice, so a Ray or Dask task still gets its own cores' worth of threads.
 THREADS_SET_BY_PARAMSURVEY: dict[str, str] = {}
+
+
+# Why a worker process most likely died of a signal, said beside its name: the signal alone means
+# little to most users, and each has one usual culprit.
+SIGNAL_CAUSES: dict[int, str] = {
+    signal.SIGKILL: "often the out-of-memory killer (or someone's kill -9)",
+    signal.SIGSEGV: "a crash in native code (a C extension)",
+    signal.SIGBUS: "a crash in native code (a C extension)",
+    signal.SIGFPE: "a crash in native code (a C extension)",
+    signal.SIGILL: "a crash in native code (a C extension)",
+    signal.SIGABRT: "a C library abort",
+    signal.SIGTERM: "stopped from outside (a job scheduler's time limit, or someone's kill)",
+}
+
+
+def crash_message(signum: int | None = None, exit_code: int | None = None, when: str = "",
+                  engine_says: str = "") -> str:
+    """The one message for a worker process that died under a pset, on every backend: what ended it
+    (a signal, by number and name, or an exit code) and its likely cause. ``when`` follows the event
+    (e.g. " while sending its results"); ``engine_says`` is what Ray or Dask reported, appended."""
+    if signum is not None:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = "unknown signal"
+        event = f"killed by signal {signum} ({name})"
+        cause = SIGNAL_CAUSES.get(signum, "a signal from another process or the system")
+    elif exit_code is not None:
+        event = f"exited with code {exit_code}"
+        cause = f"the worker called sys.exit/os._exit with code {exit_code}"
+    else:
+        event, cause = "died", "cause unknown"
+    message = f"worker process {event}{when}: {cause}"
+    return f"{message}; {engine_says}" if engine_says else message
+
+
+def describe_wait_status(status: int | None, when: str = "") -> str:
+    """crash_message for a status from os.waitpid() (None: never heard)."""
+    if status is None:
+        return crash_message(when=when)
+    if os.WIFSIGNALED(status):
+        return crash_message(signum=os.WTERMSIG(status), when=when)
+    if os.WIFEXITED(status):
+        return crash_message(exit_code=os.WEXITSTATUS(status), when=when)
+    return crash_message(when=when, engine_says=f"wait status {status}")
 
 
 @dataclass
@@ -70,6 +119,8 @@ Outcome = GroupDone | PsetLost
 class Backend(abc.ABC):
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    # capability -> why this backend lacks it, said when a setting that needs it is refused
+    refusal_hints: ClassVar[dict[str, str]] = {}
     # A group should run about this long: long enough that per-task overhead fades (a local task
     # costs microseconds, a Ray or Dask task a millisecond or more),
     # short enough that progress moves and a crash re-runs little.
@@ -84,6 +135,36 @@ class Backend(abc.ABC):
         # existing Ray or Dask cluster's) runs the initializer again for the next session
         self.session_key = os.urandom(8).hex()
         self._init_digest: tuple[Any, Any, str] | None = None
+        # Ctrl-C's way into poll(): the engine's SIGINT handler calls wakeup(), which writes a byte
+        # here; poll() waits on wake_fd beside its workers, so the loop wakes at once
+        self.wake_fd, self._wake_w = os.pipe()
+        os.set_blocking(self.wake_fd, False)
+        os.set_blocking(self._wake_w, False)
+
+    def wakeup(self) -> None:
+        """Make poll() return now. Called from a signal handler: one write to a non-blocking pipe,
+        nothing else (a full pipe is already due to wake poll())."""
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:
+            pass
+
+    def drain_wakeups(self) -> None:
+        """Forget wakeups already seen (at a map's end): a byte left in the pipe would wake every
+        poll() of the next map at once."""
+        try:
+            while os.read(self.wake_fd, 4096):
+                pass
+        except OSError:  # BlockingIOError: empty
+            pass
+
+    def __del__(self) -> None:
+        for fd in (getattr(self, "wake_fd", None), getattr(self, "_wake_w", None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def init_key(self, initializer: Callable[..., Any] | None, initargs: Any) -> str:
         """``MapContext.init_key``: the same for every map of this session with this initializer and
@@ -112,7 +193,7 @@ class Backend(abc.ABC):
         self.settings = settings
 
     @abc.abstractmethod
-    def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+    def begin_map(self, ctx: MapContext, settings: Settings) -> None:
         """Ship the map's function and options to the workers; raise if they cannot load it."""
 
     @abc.abstractmethod

@@ -46,7 +46,7 @@ from ..exceptions import BackendError
 from ..utils import resolve_ncores
 from . import _remote
 from ._dask_options import CLUSTER_KEYS, TASK_KEYS, check_settings, check_task_options
-from .base import CRASH_ISOLATION, Backend, GroupDone, Outcome, PsetLost, Task
+from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, Backend, GroupDone, Outcome, PsetLost, Task, crash_message
 
 log = logging.getLogger("paramsurvey")
 
@@ -129,6 +129,8 @@ class _CancelWatch(_remote.SlotView):
 class DaskBackend(Backend):
     name = "dask"
     capabilities = frozenset({CRASH_ISOLATION})
+    refusal_hints = {MAX_TASKS_PER_CHILD: "Dask cannot retire a worker process after N tasks; its workers' "
+                                          "--lifetime option retires them by age"}
     # A task costs ~1.6 ms and a round trip >= 10 ms on a 2-core machine: groups of about a second.
     target_group_seconds = 1.0
     # A round trip is >= 10 ms (Dask batches messages): the tail of a map stops splitting at groups
@@ -158,7 +160,6 @@ class DaskBackend(Backend):
         self.keys = 0
         self.map_options: dict[str, Any] = {}
         self.want_digests = False
-        self.wake_fd: int | None = None
         self.cores = 0
         self.cores_at = -_remote.CORES_TTL
         self.checked: set[Hashable] = set()
@@ -265,6 +266,7 @@ class DaskBackend(Backend):
                     os.close(fd)
                 except OSError:
                     pass
+        super().__del__()
 
     def core_count(self) -> int:
         return int(sum(self.client.nthreads().values()))
@@ -282,7 +284,7 @@ class DaskBackend(Backend):
         return list(nodes.values())
 
     # -- one map ----------------------------------------------------------------------------
-    def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+    def begin_map(self, ctx: MapContext, settings: Settings) -> None:
         check_task_options(_remote.map_given(self.settings.backend_options, settings.backend_options), "map")
         self.map_options = {k: v for k, v in settings.backend_options.items() if k in TASK_KEYS}
         setup = _remote.make_setup(ctx, None)
@@ -291,7 +293,6 @@ class DaskBackend(Backend):
         # by a builtin (see TASK_EXPRESSION)
         self.setup = self.client.submit(bytes, setup, key=f"paramsurvey-setup-{self.token}", pure=False)
         self.want_digests = ctx.want_digests
-        self.wake_fd = wake_fd
         self.cores_at = -_remote.CORES_TTL
 
     def end_map(self) -> None:
@@ -306,7 +307,7 @@ class DaskBackend(Backend):
         with self.lock:
             self.finished.clear()
         self.setup = None
-        self.wake_fd = None
+        self.drain_wakeups()
 
     def free_slots(self) -> int:
         if self.suspects:  # drain, then run them one by one
@@ -375,7 +376,7 @@ class DaskBackend(Backend):
             self._launch(task, options, solo=True)
         outcomes, self.ready = self.ready, []
         if not outcomes and not self.finished:
-            waited = [self.pipe_r] + ([self.wake_fd] if self.wake_fd is not None else [])
+            waited = [self.pipe_r, self.wake_fd]
             select.select(waited, [], [], 1.0 if timeout is None else min(timeout, 1.0))
         try:
             while os.read(self.pipe_r, 4096):
@@ -437,7 +438,7 @@ class DaskBackend(Backend):
         elif future.status != "error":
             self._launch(task, options, solo)
         elif solo:
-            message = f"worker process died ({reason})"
+            message = crash_message(engine_says=f"Dask says {reason}")
             outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed", message))
         else:
             self.suspects.append((task, options))

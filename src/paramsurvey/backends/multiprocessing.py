@@ -49,7 +49,17 @@ from .._worker import GroupResult, MapContext, Slot
 from ..exceptions import ArgumentError, ArgumentTypeError, BackendError
 from ..utils import resolve_ncores
 from ._remote import failed_group
-from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, GroupDone, Outcome, PsetLost, Task
+from .base import (
+    CRASH_ISOLATION,
+    MAX_TASKS_PER_CHILD,
+    TIMEOUT,
+    Backend,
+    GroupDone,
+    Outcome,
+    PsetLost,
+    Task,
+    describe_wait_status,
+)
 
 # Groups queued on a worker beyond the one it runs: 1 hides the round trip between groups.
 PREFETCH = 2
@@ -84,21 +94,6 @@ WORKERS_PER_SLOT_RETIRING = 2
 # Open files wanted beyond the workers' and those already open: the zygote's socket, a fork's
 # transient pipes, the logfile, a journal, the Ctrl-C wake pipe, and some for the user's own work.
 FD_HEADROOM = 64
-
-
-def describe_wait_status(status: int | None) -> str:
-    if status is None:
-        return "worker process died (exit status unknown)"
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = "unknown signal"
-        return f"worker process killed by signal {sig} ({name})"
-    if os.WIFEXITED(status):
-        return f"worker process exited with code {os.WEXITSTATUS(status)}"
-    return f"worker process ended with wait status {status}"
 
 
 def _frame(data: bytes) -> bytes:
@@ -309,7 +304,6 @@ class MultiprocessingBackend(Backend):
         self.setup: tuple[str, int, bytes] | None = None
         self.timeout: float | None = None
         self.want_digests = False
-        self.wake_fd: int | None = None
         self.stillborn = 0
 
     # -- life cycle -------------------------------------------------------------------------
@@ -380,7 +374,7 @@ class MultiprocessingBackend(Backend):
         return [{"num_cores": self.nworkers, "num_gpus": 0, "memory": psutil.virtual_memory().total}]
 
     # -- one map ----------------------------------------------------------------------------
-    def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+    def begin_map(self, ctx: MapContext, settings: Settings) -> None:
         ctx.sys_path = list(sys.path)
         ctx.timed = settings.timeout is not None
         try:
@@ -395,13 +389,12 @@ class MultiprocessingBackend(Backend):
         self.setup = ("setup", self.map_id, blob)
         self.timeout = settings.timeout
         self.want_digests = ctx.want_digests
-        self.wake_fd = wake_fd
         for worker in list(self.workers):
             worker.queue_message(self.setup)
 
     def end_map(self) -> None:
         self.setup = None
-        self.wake_fd = None
+        self.drain_wakeups()
 
     def free_slots(self) -> int:
         running = sum(len(w.tasks) for w in self.workers)
@@ -505,8 +498,7 @@ class MultiprocessingBackend(Backend):
                 writers[worker.out_fd] = worker
                 poller.register(worker.out_fd, select.POLLOUT)
         poller.register(self.ctrl.fileno(), select.POLLIN)
-        if self.wake_fd is not None:
-            poller.register(self.wake_fd, select.POLLIN)
+        poller.register(self.wake_fd, select.POLLIN)
         ready = poller.poll(None if wait_for is None else math.ceil(wait_for * 1000))
         ctrl_ready = False
         for fd, _ in ready:
@@ -665,14 +657,14 @@ class MultiprocessingBackend(Backend):
             elif i == 0 and blame == Slot.SENDING:
                 for position, pset in zip(task.positions, task.psets):
                     outcomes.append(PsetLost(position, pset, task.attempt, "crashed",
-                                             describe_wait_status(status) + " while sending its results"))
+                                             describe_wait_status(status, " while sending its results")))
             elif i == 0 and timed_out is None and status != 0 and self._fatal_to_load(task):
                 if len(task.positions) > 1:  # each pset goes again alone: only the one at fault fails
                     requeue.extend(Task(task.task_id, [position], [pset], task.attempt)
                                    for position, pset in zip(task.positions, task.psets))
                 else:
                     outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed",
-                                             describe_wait_status(status) + " each time it loaded this pset"))
+                                             describe_wait_status(status, " each time it loaded this pset")))
             else:
                 requeue.append(task)
         self.queue.extendleft(reversed(requeue))

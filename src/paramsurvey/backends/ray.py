@@ -40,7 +40,17 @@ from .._worker import MapContext
 from ..exceptions import ArgumentError, ArgumentTypeError, BackendError
 from ..utils import resolve_ncores
 from . import _remote, _watchdog
-from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, GroupDone, Outcome, PsetLost, Task
+from .base import (
+    CRASH_ISOLATION,
+    MAX_TASKS_PER_CHILD,
+    TIMEOUT,
+    Backend,
+    GroupDone,
+    Outcome,
+    PsetLost,
+    Task,
+    crash_message,
+)
 
 log = logging.getLogger("paramsurvey")
 
@@ -137,7 +147,6 @@ class RayBackend(Backend):
         self.map_options: dict[str, Any] = {}
         self.want_digests = False
         self.max_chunk: int | None = None
-        self.wake_fd: int | None = None
         self.cores = 0
         self.cores_at = -_remote.CORES_TTL
         self.checked: set[Hashable] = set()
@@ -250,7 +259,7 @@ class RayBackend(Backend):
         return nodes
 
     # -- one map ----------------------------------------------------------------------------
-    def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+    def begin_map(self, ctx: MapContext, settings: Settings) -> None:
         self.map_options = self._map_options(settings)
         self._check_task_options(self.map_options)
         self.timeout = settings.timeout
@@ -261,7 +270,6 @@ class RayBackend(Backend):
         self.holder = [ray.put(setup)]
         self.want_digests = ctx.want_digests
         self.max_chunk = self.settings.max_tasks_per_child
-        self.wake_fd = wake_fd
         self.cores_at = -_remote.CORES_TTL
 
     def _map_options(self, settings: Settings) -> dict[str, Any]:
@@ -289,7 +297,7 @@ class RayBackend(Backend):
     def end_map(self) -> None:
         self.cancel()  # nothing is pending unless the map itself failed: then stop its leftovers
         self.holder = []
-        self.wake_fd = None
+        self.drain_wakeups()
         if self.stuck is not None:
             self.stuck.close()
             self.stuck = None
@@ -378,11 +386,7 @@ class RayBackend(Backend):
 
     def _woken(self, wait_for: float) -> bool:
         """Wait on the Ctrl-C wake fd and the watchdogs' reports; True if Ctrl-C woke us."""
-        fds = [fd for fd in (self.wake_fd, self.stuck.fileno() if self.stuck else None) if fd is not None]
-        if not fds:
-            if wait_for > 0:
-                time.sleep(wait_for)
-            return False
+        fds = [self.wake_fd] + ([self.stuck.fileno()] if self.stuck is not None else [])
         ready = select.select(fds, [], [], wait_for)[0]
         if self.stuck is not None and self.stuck.fileno() in ready:
             self._stop_stuck()
@@ -447,7 +451,7 @@ class RayBackend(Backend):
                 self._launch(piece, options)
             return
         first_line = (str(exc).strip().splitlines() or [""])[0]
-        message = f"worker process died ({type(exc).__name__}: {first_line})"
+        message = crash_message(engine_says=f"Ray says {type(exc).__name__}: {first_line}")
         outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed", message))
 
     def cancel(self) -> None:

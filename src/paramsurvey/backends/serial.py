@@ -32,7 +32,7 @@ class SerialBackend(Backend):
     def start(self) -> None:
         pass
 
-    def begin_map(self, ctx: MapContext, settings: Settings, wake_fd: int | None) -> None:
+    def begin_map(self, ctx: MapContext, settings: Settings) -> None:
         ctx.copy_psets = True  # the worker must not be able to change the caller's dicts
         ctx.catch_interrupt = False  # Ctrl-C interrupts the map, it is not the pset's failure
         self.ctx = ctx
