@@ -100,8 +100,7 @@ def test_a_result_key_with_a_lone_surrogate_gets_a_utf8_column_and_comes_back_ex
     os.makedirs(path)
     keys = [f"k{LONE}", ("t", LONE)]
     group = GroupResult(ran=[0, 1], wall=[0.1, 0.2], iowait=[0.0, 0.0], ok=[0, 1],
-                        columns={keys[0]: [1, 2], keys[1]: [f"a{LONE}", "b"]}, absent={}, failures=[], raw={},
-                        digests=None)
+                        columns={keys[0]: [1, 2], keys[1]: [f"a{LONE}", "b"]}, absent={}, failures=[], raw={})
     built = PartBuilder(PsetSource([{"x": 0}, {"x": 1}])).build([("g", group, time.time(), 0)])
     assert built is not None
     table, _ = built
@@ -130,7 +129,7 @@ def test_any_string_comes_back_exactly(values):
     failed = [i for i, v in enumerate(values) if v is not None and i % 2]
     ok = [i for i in range(n) if i not in failed]
     group = GroupResult(ran=list(range(n)), wall=[0.1] * n, iowait=[0.0] * n, ok=ok,
-                        columns={"r": [values[i] for i in ok]}, absent={}, raw={}, digests=None,
+                        columns={"r": [values[i] for i in ok]}, absent={}, raw={},
                         failures=[(i, "exception", f"E({values[i]!r})", f"tb {values[i]}") for i in failed])
     with tempfile.TemporaryDirectory() as path:
         built = PartBuilder(PsetSource(psets)).build([("g", group, time.time(), 0)])

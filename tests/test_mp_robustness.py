@@ -51,7 +51,7 @@ def test_an_unpicklable_pset_costs_that_pset_alone(bad, type_name):
 
 
 def test_unpicklable_psets_in_many_groups_with_a_journal(tmp_path):
-    """With a journal the failures also carry the pset digests the journal files them under."""
+    """With a journal, every failure is journaled and the survey completes."""
     paramsurvey.init(backend="multiprocessing", verbose=0)
     psets = [{"x": i, "extra": threading.Lock() if i % 10 == 3 else None} for i in range(100)]
     journal = str(tmp_path / "survey.journal")

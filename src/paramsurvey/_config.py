@@ -7,7 +7,6 @@ An environment value is converted to the knob's type; one that does not convert 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -142,9 +141,6 @@ class Settings:
     backend_options: Mapping[str, Any] = field(default_factory=dict)
     # PARAMSURVEY_* variables that were in force, for the logfile and journal provenance
     env_used: Mapping[str, str] = field(default_factory=dict)
-
-    def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
 
 
 # The multiprocessing and serial backends take no options of their own. 0.4.x handed its

@@ -208,8 +208,7 @@ class Survey:
                          chdir=settings.chdir, out_subdirs=settings.out_subdirs,
                          initializer=settings.initializer, initargs=settings.initargs,
                          init_key=self.backend.init_key(settings.initializer, settings.initargs),
-                         psets_have_ray="ray" in self.source.keys,
-                         want_digests=self.journal is not None and getattr(self.journal, "want_digests", True))
+                         psets_have_ray="ray" in self.source.keys)
         log.info("%s: starting map of %d psets on the %s backend", settings.name, len(self.todo),
                  self.backend.name, extra={"ps_verbose": 2})
         with self._sigint_guard():
@@ -252,8 +251,6 @@ class Survey:
                     self._on_lost(outcome)
             self.reporter.tick(self.counters)
             self.stats.report()
-            if self.journal is not None:
-                self.journal.maybe_flush()
 
     # -- outcomes -------------------------------------------------------------------------------
     def _on_group(self, result: GroupResult, attempt: int = 0) -> None:
@@ -271,7 +268,7 @@ class Survey:
         if self.settings.out_func is not None:
             self._call_out_func(result)
         if self.journal is not None:
-            self.journal.record_group(result, self.source)
+            self.journal.record_group(result)
         if self.settings.verbose >= 3:
             log.info("%s: group of %d psets finished, %d ok", self.settings.name, n, len(result.ok))
 
@@ -285,11 +282,9 @@ class Survey:
         for (position, status, exc, _), pset in zip(crashed.values(), self.source.get(list(crashed))):
             self._retry(position, pset, attempt, status, exc)
         keep = [i for i, position in enumerate(result.ran) if position not in crashed]
-        digests = result.digests
         return result._replace(
             ran=array("q", [result.ran[i] for i in keep]), wall=array("d", [result.wall[i] for i in keep]),
             iowait=array("d", [result.iowait[i] for i in keep]),
-            digests=[digests[i] for i in keep] if digests is not None else None,
             failures=[f for f in result.failures if f[0] not in crashed])
 
     def _retry(self, position: int, pset: dict[str, Any], attempt: int, status: str, message: str) -> None:
@@ -308,7 +303,7 @@ class Survey:
         self.done[lost.position] = True
         self._record_failure(lost.position, lost.status, lost.message, "", lost)
         if self.journal is not None:
-            self.journal.record_lost(lost, self.source)
+            self.journal.record_lost(lost)
 
     def _count_failure(self, position: int, status: str, exc: str, tb: str) -> None:
         counters = self.counters

@@ -14,8 +14,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-DIGEST_SIZE = 16  # 128 bits: collisions among even 10**9 psets are ~1e-20 likely
-
 
 def _native(value: Any) -> Any:
     # numpy / pandas scalars know their Python value; anything else falls back to a type-tagged repr
@@ -64,16 +62,6 @@ def _walk(value: Any) -> Any:
     if native is not value:
         return _walk(native) if isinstance(native, (float, list, tuple, dict)) else native
     return value
-
-
-def pset_digest(pset: Mapping[str, Any]) -> bytes:
-    """A 16-byte digest of a pset's content."""
-    return hashlib.blake2b(canonical(pset), digest_size=DIGEST_SIZE).digest()
-
-
-def pset_hash(pset: Mapping[str, Any]) -> str:
-    """The digest as 32 hex characters (what a journal stores)."""
-    return pset_digest(pset).hex()
 
 
 def seed_for(map_seed: int, pset: Mapping[str, Any]) -> int:

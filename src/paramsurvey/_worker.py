@@ -15,7 +15,6 @@ can turn it into numpy columns without touching a dict per row::
     absent    result key -> offsets into ok where the key was absent
     failures  (position, status, repr of exception, traceback) for each failed pset
     raw       user timers: name -> list of seconds (from system_kwargs['raw_stats'])
-    digests   pset content hashes aligned with ran, when a journal asked for them, else None
 
 Before a process's first pset, ``ensure_initialized`` runs init()'s initializer once (every
 backend). ``serve`` is the multiprocessing worker's loop; after each group it puts back what a
@@ -38,7 +37,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from ._hashing import pset_hash, seed_for
+from ._hashing import seed_for
 from ._sending import encode_message
 from ._sending import encode_result as encode_result  # the Ray/Dask task's too, reached from here
 from ._sending import scrub_unpicklable as scrub_unpicklable
@@ -56,7 +55,6 @@ class GroupResult(NamedTuple):
     absent: dict[str, list[int]]
     failures: list[tuple[int, str, str, str]]
     raw: dict[str, list[float]]
-    digests: list[str] | None
 
 
 class MapContext:
@@ -64,7 +62,7 @@ class MapContext:
 
     def __init__(self, func: Callable[..., Any], user_kwargs: Any, name: str, backend: str,
                  seed: int = 0, chdir: str | None = None, out_subdirs: int | None = None,
-                 want_digests: bool = False, copy_psets: bool = False, catch_interrupt: bool = True,
+                 copy_psets: bool = False, catch_interrupt: bool = True,
                  sys_path: Sequence[str] | None = None, timed: bool = False,
                  initializer: Callable[..., Any] | None = None, initargs: Sequence[Any] = (),
                  init_key: str = "", psets_have_ray: bool = True) -> None:
@@ -75,7 +73,6 @@ class MapContext:
         self.seed = seed
         self.chdir = chdir
         self.out_subdirs = out_subdirs
-        self.want_digests = want_digests
         self.copy_psets = copy_psets  # in-process backends must not hand the user's own dict over
         self.catch_interrupt = catch_interrupt  # in-process, Ctrl-C must interrupt, not fail a pset
         self.sys_path = list(sys_path) if sys_path is not None else None
@@ -127,12 +124,6 @@ class Slot:
     def __init__(self, view: Any, timed: bool = True) -> None:  # a memoryview cast to doubles
         self.view = view
         self.timed = timed
-
-    def mark(self, position: int) -> None:
-        if self.view is not None:
-            if self.timed:
-                self.view[1] = time.monotonic()
-            self.view[0] = float(position)
 
     def set(self, state: float) -> None:
         if self.view is not None:
@@ -218,7 +209,6 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     absent: dict[str, list[int]] = {}
     failures: list[tuple[int, str, str, str]] = []
     raw: dict[str, list[float]] = {}
-    digests: list[str] | None = [] if ctx.want_digests else None
     catch: type[BaseException] | tuple[type[BaseException], ...] = (
         BaseException if ctx.catch_interrupt else (Exception, SystemExit))
     view, timed, mono = slot.view, slot.timed, time.monotonic
@@ -236,8 +226,6 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
             view[0] = position + 0.0
         if copy_psets:
             pset = dict(pset)
-        if digests is not None:
-            digests.append(pset_hash(pset))
         raw_stats: dict[str, list[float]] = {}
         system_kwargs = SystemKwargs(base, pset_index=position, raw_stats=raw_stats)
         system_kwargs._pset = pset
@@ -297,7 +285,7 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
         ok = array("q", [p for p in positions if p not in failed])
     else:
         ok = ran
-    return GroupResult(ran, wall, iowait, ok, columns, absent, failures, raw, digests)
+    return GroupResult(ran, wall, iowait, ok, columns, absent, failures, raw)
 
 
 def _share_iowait(iowait: Any, estimated: list[int], wall: Any, group_cpu: float) -> None:

@@ -86,7 +86,7 @@ class RunAlone(Exception):
     that cannot be loaded fail."""
 
 
-def decode(payload: Any, task: Task, want_digests: bool) -> GroupResult:
+def decode(payload: Any, task: Task) -> GroupResult:
     """A task's return value back to a GroupResult. A worker that could not load the map's function,
     or whose initializer failed, is the backend's failure. A group whose psets the worker could
     not load raises RunAlone (a pset alone fails); results this process cannot load fail the
@@ -96,7 +96,7 @@ def decode(payload: Any, task: Task, want_digests: bool) -> GroupResult:
             result = pickle.loads(payload)
         except Exception as exc:  # e.g. a result value of a class this process cannot import
             message = repr(RuntimeError(f"the group's results could not be loaded in the driver: {exc!r}"))
-            return failed_group(task.positions, task.psets, message, want_digests)
+            return failed_group(task.positions, task.psets, message)
         assert isinstance(result, GroupResult)
         return result
     kind, error, tb = payload[:3]
@@ -104,7 +104,7 @@ def decode(payload: Any, task: Task, want_digests: bool) -> GroupResult:
         if len(task.positions) > 1:
             raise RunAlone(error)
         message = repr(RuntimeError(f"the worker could not load this pset: {error}"))
-        return failed_group(task.positions, task.psets, message, want_digests)
+        return failed_group(task.positions, task.psets, message)
     if payload[3:] == (INITIALIZER,):
         raise BackendError(f"the per-worker initializer failed in a remote worker, so no pset can run: "
                            f"{error}\n{tb}")
@@ -124,11 +124,9 @@ def extract_timeouts(result: GroupResult, task: Task) -> tuple[GroupResult, list
     lost = [PsetLost(p, task.psets[where[p]], task.attempt, "timeout", exc)
             for p, status, exc, _ in result.failures if status == "timeout"]
     keep = [i for i, p in enumerate(result.ran) if p not in timed_out]
-    digests = result.digests
     return result._replace(
         ran=[result.ran[i] for i in keep], wall=[result.wall[i] for i in keep],
         iowait=[result.iowait[i] for i in keep],
-        digests=[digests[i] for i in keep] if digests is not None else None,
         failures=[f for f in result.failures if f[1] != "timeout"]), lost
 
 
@@ -158,7 +156,7 @@ def _option(value: Any) -> Any:
 def sub_task(task: Task, start: int, stop: int) -> Task:
     if start == 0 and stop == len(task.positions):
         return task
-    return Task(task.task_id, task.positions[start:stop], task.psets[start:stop], task.attempt, task.resources)
+    return Task(task.task_id, task.positions[start:stop], task.psets[start:stop], task.attempt)
 
 
 def chunks(task: Task, size: int) -> list[Task]:
@@ -171,16 +169,15 @@ def split_after_crash(task: Task) -> list[Task]:
     return chunks(task, -(-n // min(CRASH_SPLIT, n)))
 
 
-def failed_group(positions: Sequence[int], psets: Sequence[dict[str, Any]], message: str | Sequence[str],
-                 want_digests: bool) -> GroupResult:
+def failed_group(positions: Sequence[int], psets: Sequence[dict[str, Any]],
+                 message: str | Sequence[str]) -> GroupResult:
     """Every pset of a group that could not run (e.g. bad per-pset options) as an 'exception'
     failure, so the survey goes on and the reason lands in ``missing``. ``message``: one for all,
     or one per pset."""
     n = len(positions)
     messages = [message] * n if isinstance(message, str) else list(message)
-    digests = [_hashing.pset_hash(p) for p in psets] if want_digests else None
     return GroupResult(list(positions), [0.0] * n, [0.0] * n, [], {}, {},
-                       [(p, "exception", m, "") for p, m in zip(positions, messages)], {}, digests)
+                       [(p, "exception", m, "") for p, m in zip(positions, messages)], {})
 
 
 def map_given(init_options: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,7 +202,7 @@ def options_key(options: dict[str, Any]) -> Hashable:
     return repr(sorted(options.items()))
 
 
-def pack(task: Task, want_digests: bool) -> tuple[Task, bytes | None, GroupDone | None]:
+def pack(task: Task) -> tuple[Task, bytes | None, GroupDone | None]:
     """A group's positions and psets as one bytes object: the engines then carry it as is, rather
     than walking every pset (Dask looks for futures inside task arguments; Ray's cloudpickle calls
     back into Python for each dict), ~10x faster for a group of small psets.
@@ -221,7 +218,7 @@ def pack(task: Task, want_digests: bool) -> tuple[Task, bytes | None, GroupDone 
     if not any(problems):  # each pset pickles alone but not the group: fail it whole, never loop
         problems = [_unpicklable_message(group_error)] * len(problems)
     bad = subset(task, [i for i, problem in enumerate(problems) if problem])
-    failed = GroupDone(bad, failed_group(bad.positions, bad.psets, [p for p in problems if p], want_digests))
+    failed = GroupDone(bad, failed_group(bad.positions, bad.psets, [p for p in problems if p]))
     good = [i for i, problem in enumerate(problems) if not problem]
     if not good:
         return task, None, failed
@@ -231,7 +228,7 @@ def pack(task: Task, want_digests: bool) -> tuple[Task, bytes | None, GroupDone 
 
 def subset(task: Task, indices: Sequence[int]) -> Task:
     return Task(task.task_id, [task.positions[i] for i in indices], [task.psets[i] for i in indices],
-                task.attempt, task.resources)
+                task.attempt)
 
 
 def _dumps(value: Any) -> bytes:
@@ -284,7 +281,7 @@ def run_task(token: str, fetch: Callable[[], bytes], packed: bytes, attempt: int
     except OSError as exc:
         if ctx.chdir:  # asked for, and missing on this node: every pset fails the same way
             message = repr(OSError(f"chdir={ctx.chdir!r} is not usable on this node: {exc!r}"))
-            return pickle.dumps(failed_group(positions, psets, message, ctx.want_digests))
+            return pickle.dumps(failed_group(positions, psets, message))
     alarm = None
     if timeout is not None:
         alarm = view = _Alarm(timeout, attempt, _watchdog_link.begin(token, report_to, timeout + HARD_TIMEOUT_GRACE))

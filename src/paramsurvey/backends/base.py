@@ -93,7 +93,6 @@ class Task:
     positions: list[int]
     psets: list[dict[str, Any]]
     attempt: int = 0
-    resources: Any = None  # backend-specific per-pset options shared by the whole group
 
 
 @dataclass

@@ -159,7 +159,6 @@ class DaskBackend(Backend):
         self.setup: Any = None
         self.keys = 0
         self.map_options: dict[str, Any] = {}
-        self.want_digests = False
         self.cores = 0
         self.cores_at = -_remote.CORES_TTL
         self.checked: set[Hashable] = set()
@@ -292,7 +291,6 @@ class DaskBackend(Backend):
         # bytes(setup) is a copy: the setup is a task's result (computed again if its worker dies),
         # by a builtin (see TASK_EXPRESSION)
         self.setup = self.client.submit(bytes, setup, key=f"paramsurvey-setup-{self.token}", pure=False)
-        self.want_digests = ctx.want_digests
         self.cores_at = -_remote.CORES_TTL
 
     def end_map(self) -> None:
@@ -334,7 +332,7 @@ class DaskBackend(Backend):
         if options:
             self._check_feasible(options)
         watch = self.workers_proc is None  # not our workers: they cannot be killed on Ctrl-C
-        task, packed, unsendable = _remote.pack(task, self.want_digests)
+        task, packed, unsendable = _remote.pack(task)
         if unsendable is not None:  # psets no pickler can send fail alone; the rest go
             self.ready.append(unsendable)
         if packed is None:
@@ -354,8 +352,7 @@ class DaskBackend(Backend):
             pass
 
     def _fail(self, task: Task, message: str) -> None:
-        self.ready.append(GroupDone(task, _remote.failed_group(task.positions, task.psets, message,
-                                                               self.want_digests)))
+        self.ready.append(GroupDone(task, _remote.failed_group(task.positions, task.psets, message)))
 
     def _check_feasible(self, options: dict[str, Any]) -> None:
         """Say so once when no worker has the resources a task asks for: Dask keeps such a task
@@ -401,7 +398,7 @@ class DaskBackend(Backend):
                     continue  # its status says what happened; handled below
                 task, options, _ = self.pending.pop(future)
                 try:
-                    outcomes.append(GroupDone(task, _remote.decode(payload, task, self.want_digests)))
+                    outcomes.append(GroupDone(task, _remote.decode(payload, task)))
                 except _remote.RunAlone:
                     for piece in _remote.chunks(task, 1):
                         self._launch(piece, options)

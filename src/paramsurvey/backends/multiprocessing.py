@@ -303,7 +303,6 @@ class MultiprocessingBackend(Backend):
         self.map_id = 0
         self.setup: tuple[str, int, bytes] | None = None
         self.timeout: float | None = None
-        self.want_digests = False
         self.stillborn = 0
 
     # -- life cycle -------------------------------------------------------------------------
@@ -388,7 +387,6 @@ class MultiprocessingBackend(Backend):
         self.load_deaths.clear()  # task ids start again with each map
         self.setup = ("setup", self.map_id, blob)
         self.timeout = settings.timeout
-        self.want_digests = ctx.want_digests
         for worker in list(self.workers):
             worker.queue_message(self.setup)
 
@@ -453,7 +451,7 @@ class MultiprocessingBackend(Backend):
             else:
                 position = task.positions[i]
                 alone = Task(task.task_id, [position], [pset], task.attempt)
-                self.ready.append(GroupDone(alone, failed_group([position], [pset], reason, self.want_digests)))
+                self.ready.append(GroupDone(alone, failed_group([position], [pset], reason)))
         if not keep:
             return None
         rest = Task(task.task_id, [task.positions[i] for i in keep], [task.psets[i] for i in keep], task.attempt)
@@ -567,14 +565,14 @@ class MultiprocessingBackend(Backend):
                                             for position, pset in zip(task.positions, task.psets)]))
             return
         message = repr(RuntimeError(f"the worker process could not load this pset: {error}"))
-        outcomes.append(GroupDone(task, failed_group(task.positions, task.psets, message, self.want_digests)))
+        outcomes.append(GroupDone(task, failed_group(task.positions, task.psets, message)))
 
     def _unloadable(self, task: Task, exc: Exception) -> GroupDone:
         """A group whose results reached the driver but cannot be loaded here (e.g. a class the worker
         could import and the driver cannot): each of its psets fails, naming why."""
         message = repr(RuntimeError(f"this pset's group finished, but the driver could not load its results "
                                     f"from the worker process: {type(exc).__name__}: {exc}"))
-        return GroupDone(task, failed_group(task.positions, task.psets, message, self.want_digests))
+        return GroupDone(task, failed_group(task.positions, task.psets, message))
 
     def _read_ctrl(self, outcomes: list[Outcome]) -> None:
         assert self.ctrl is not None

@@ -145,7 +145,6 @@ class RayBackend(Backend):
         self.token = ""
         self.holder: list[Any] = []
         self.map_options: dict[str, Any] = {}
-        self.want_digests = False
         self.max_chunk: int | None = None
         self.cores = 0
         self.cores_at = -_remote.CORES_TTL
@@ -268,7 +267,6 @@ class RayBackend(Backend):
         setup = _remote.make_setup(ctx, self.timeout, self.stuck.address if self.stuck is not None else None)
         self.token = uuid.uuid4().hex
         self.holder = [ray.put(setup)]
-        self.want_digests = ctx.want_digests
         self.max_chunk = self.settings.max_tasks_per_child
         self.cores_at = -_remote.CORES_TTL
 
@@ -333,7 +331,7 @@ class RayBackend(Backend):
                 return
             self.remotes[key] = remote
             self._check_feasible(key, options)
-        task, packed, unsendable = _remote.pack(task, self.want_digests)
+        task, packed, unsendable = _remote.pack(task)
         if unsendable is not None:  # psets no pickler can send fail alone; the rest go
             self.ready.append(unsendable)
         if packed is None:
@@ -343,8 +341,7 @@ class RayBackend(Backend):
         self.pending[ref] = (task, options)
 
     def _fail(self, task: Task, message: str) -> None:
-        self.ready.append(GroupDone(task, _remote.failed_group(task.positions, task.psets, message,
-                                                               self.want_digests)))
+        self.ready.append(GroupDone(task, _remote.failed_group(task.positions, task.psets, message)))
 
     def _check_feasible(self, key: Hashable, options: dict[str, Any]) -> None:
         """Say so once when no node has what a task asks for: Ray keeps such a task waiting for a
@@ -422,7 +419,7 @@ class RayBackend(Backend):
                 self._lost(task, options, exc, outcomes)
             return
         try:
-            result = _remote.decode(payload, task, self.want_digests)
+            result = _remote.decode(payload, task)
         except _remote.RunAlone:
             for piece in _remote.chunks(task, 1):
                 self._launch(piece, options)

@@ -1,6 +1,6 @@
 """The journal's identity of a pset: a 128-bit content hash computed column by column with numpy.
 
-Why not ``_hashing.pset_hash`` (canonical JSON + blake2b, one Python call per pset): it costs 2-4 us a
+Why not a hash per pset (canonical JSON + blake2b, as ``_hashing`` does for seeds): it costs 2-4 us a
 pset, as much as running a trivial pset, and a journal must cost trivial surveys almost nothing
 (benchmarks/bench_journal.py). Here a whole batch of psets is hashed at once, in the driver's journal
 writer thread: ints, floats and bools by numpy integer mixing, each distinct string once with blake2b,

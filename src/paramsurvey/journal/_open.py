@@ -141,7 +141,7 @@ def _adopt(rows: JournalRows, match: Match) -> _Plan:
                 zip(match.fail_pos.tolist(), rows.status[match.fail_row].tolist(), exc, tb)]
     done = GroupResult(ran=ran_pos.tolist(), wall=rows.wall[ran_rows].tolist(),
                        iowait=np.nan_to_num(rows.iowait[ran_rows]).tolist(), ok=match.ok_pos.tolist(),
-                       columns=ok_columns, absent={}, failures=failures, raw=rows.raw_timers(), digests=None)
+                       columns=ok_columns, absent={}, failures=failures, raw=rows.raw_timers())
     adopted = dict.fromkeys(STATUSES, 0)
     adopted["ok"] = len(match.ok_pos)
     for _, status, _, _ in failures:

@@ -162,8 +162,7 @@ def split_group(result: GroupResult) -> list[GroupResult]:
             columns = {}
         out.append(GroupResult(ran=[position], wall=[result.wall[i]], iowait=[result.iowait[i]],
                                ok=[position] if failure is None else [], columns=columns, absent={},
-                               failures=[] if failure is None else [failure], raw=result.raw if i == 0 else {},
-                               digests=None))
+                               failures=[] if failure is None else [failure], raw=result.raw if i == 0 else {}))
     return out
 
 
@@ -198,7 +197,6 @@ def _finish_all() -> None:
 class Journal:
     """What the engine talks to during one map(); see the module docstring."""
 
-    want_digests = False  # hashes are computed here, column-wise (see _hash), not per pset
 
     def __init__(self, path: str, run: int, source: PsetSource, lock: Lock, meta: dict[str, Any],
                  todo_count: int, known: dict[str, tuple[Any, pa.DataType, str]] | None = None) -> None:
@@ -230,23 +228,20 @@ class Journal:
         self.thread.start()
 
     # -- called by the engine (main thread): cheap --------------------------------------------
-    def record_group(self, result: GroupResult, source: PsetSource) -> None:
+    def record_group(self, result: GroupResult) -> None:
         attempt = 0
         if len(result.ran) == 1 and self.retry_attempts:  # a retry runs alone
             attempt = self.retry_attempts.pop(result.ran[0], 0)
         with self.mutex:
             self.pending.append(("g", result, time.time(), attempt))
 
-    def record_lost(self, lost: PsetLost, source: PsetSource) -> None:
+    def record_lost(self, lost: PsetLost) -> None:
         self.retry_attempts.pop(lost.position, None)
         with self.mutex:
             self.pending.append(("l", lost, time.time()))
 
     def note_retry(self, position: int, attempt: int) -> None:
         self.retry_attempts[position] = attempt
-
-    def maybe_flush(self) -> None:
-        """The writer thread flushes on its own clock; nothing to do in the survey loop."""
 
     def close(self) -> None:
         """The map is over: the thread writes what is left, finishes the metadata and releases the
