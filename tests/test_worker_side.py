@@ -277,7 +277,7 @@ def test_a_result_that_cannot_be_pickled_names_its_type():
 
 def group(columns, n):
     return GroupResult(array("q", range(n)), array("d", [0.0] * n), array("d", [0.0] * n),
-                       array("q", range(n)), columns, {}, [], {}, None)
+                       array("q", range(n)), columns, {}, [], {})
 
 
 def test_encode_result_plain_columns_travel_as_they_are():
