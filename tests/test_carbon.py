@@ -36,7 +36,7 @@ def carbon_cache_script() -> str:
                       shutil.which("carbon-cache.py")):
         if candidate and os.path.exists(candidate):
             return candidate
-    pytest.fail("carbon-cache.py not found: install the test extra (pip install -e '.[test]')")
+    pytest.fail("carbon-cache.py not found: install the test extra (make test installs it)")
 
 
 CARBON_CONF = """\

@@ -56,7 +56,7 @@ def test_not_installed_names_the_extra():
             print('raised:', exc)
     """))
     assert "raised:" in out.stdout, out.stderr
-    assert "pip install 'paramsurvey[ray]'" in out.stdout
+    assert "'paramsurvey[ray]'" in out.stdout  # the install hint names the extra
     assert issubclass(BackendNotInstalled, ImportError)
 
 
