@@ -18,7 +18,7 @@ import _clusters
 import psutil
 import pytest
 import workers
-import workers_remote
+from _commands import commands_started, interrupt_once_commands_run, still_running
 
 import paramsurvey
 
@@ -227,22 +227,6 @@ def test_own_workers_and_their_commands_end_at_once_with_a_killed_driver(tmp_pat
     assert gone_after < 10  # a deadlock guard; under a second here
 
 
-def commands_started(marks):
-    return [int(name.split("-")[1]) for name in os.listdir(marks)]
-
-
-def still_running(pids, timeout):
-    procs = []
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            procs.append(psutil.Process(pid))
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:  # a failed test leaves nothing running
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    return [p.pid for p in alive]
-
-
 @pytest.mark.timeout(180)
 def test_ctrl_c_on_the_own_cluster_ends_the_commands_psets_started(tmp_path):
     """The worker processes running the survey are killed, and with them the commands their
@@ -251,19 +235,7 @@ def test_ctrl_c_on_the_own_cluster_ends_the_commands_psets_started(tmp_path):
     marks.mkdir()
     paramsurvey.init(backend="dask", verbose=0, dask={"n_workers": 2})
 
-    def interrupt_when_both_run():
-        deadline = time.monotonic() + 60
-        while len(os.listdir(marks)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    interrupter = threading.Thread(target=interrupt_when_both_run)
-    interrupter.start()
-    with pytest.raises(paramsurvey.Interrupted):
-        paramsurvey.map(workers_remote.busy_with_a_child, [{"x": i} for i in range(4)], group_size=1,
-                        user_kwargs={"dir": str(marks)})
-    interrupter.join()
-    commands = commands_started(marks)
+    commands = interrupt_once_commands_run(marks)
     assert len(commands) >= 2
     assert not still_running(commands, timeout=10)
 

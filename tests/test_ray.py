@@ -4,7 +4,6 @@ worker reuse limit, Ctrl-C with the embedded local start, and the install hint."
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import textwrap
@@ -12,10 +11,10 @@ import threading
 import time
 
 import _clusters
-import psutil
 import pytest
 import workers
 import workers_remote
+from _commands import interrupt_once_commands_run, still_running
 
 import paramsurvey
 from paramsurvey import _logfile as logfile
@@ -193,27 +192,9 @@ def test_ctrl_c_ends_the_commands_psets_started(ray_cluster, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
     init_on(ray_cluster)
-
-    def interrupt_when_both_run():
-        deadline = time.monotonic() + 60
-        while len(os.listdir(marks)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    interrupter = threading.Thread(target=interrupt_when_both_run)
-    interrupter.start()
-    with pytest.raises(paramsurvey.Interrupted):
-        paramsurvey.map(workers_remote.busy_with_a_child, [{"x": i} for i in range(4)], group_size=1,
-                        user_kwargs={"dir": str(marks)})
-    interrupter.join()
-    commands = []
-    for name in os.listdir(marks):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            commands.append(psutil.Process(int(name.split("-")[1])))
-    _, alive = psutil.wait_procs(commands, timeout=10)
-    for p in alive:  # a failed test leaves nothing running
-        p.kill()
-    assert len(os.listdir(marks)) >= 2 and not alive
+    commands = interrupt_once_commands_run(marks)
+    assert len(commands) >= 2
+    assert not still_running(commands, timeout=10)
 
 
 @pytest.mark.timeout(180)
