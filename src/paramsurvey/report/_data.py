@@ -42,6 +42,7 @@ MAX_VALUE_CHARS = 200
 MAX_TRACEBACK_CHARS = 20_000
 DURATION_BINS = 60
 THROUGHPUT_BINS = 200
+THROUGHPUT_MIN_BIN_US = 10_000  # finish times are in microseconds; a narrower bin is noise
 SAMPLE_SEED = 0
 
 
@@ -123,38 +124,67 @@ class Summary:
 def from_journal(path: str | os.PathLike[str]) -> Summary:
     """The summary of a journal, also while a survey writes it; a JournalError when ``path`` is not
     a journal. Damaged parts are skipped (named in the warnings), damaged metadata is a warning."""
-    from ..journal import _status
     from ..journal._read import JournalRows
     from ..journal._reading import check_journal
 
     path = check_journal(path)
-    info = _status.status(path)
-    meta, _problem = _status._metadata(path)
-    rows = JournalRows.load(path)
+    from ..journal import _status
+
+    meta, problem = _status._metadata(path)
+    rows = JournalRows.load(path)  # once: the state below is computed from these rows too
     latest = rows.latest()
     frame, pset_keys, result_keys, omitted = _journal_frame(rows, latest, meta)
-    failed_rows = latest[frame["_status"].to_numpy() != "ok"]
-    exceptions, tracebacks = rows.failures(failed_rows)
-    failed_at = np.flatnonzero(frame["_status"].to_numpy() != "ok")
-    frame["_exception"] = pd.Series(np.full(len(frame), None, dtype=object))
-    frame["_traceback"] = pd.Series(np.full(len(frame), None, dtype=object))
-    frame.loc[failed_at, "_exception"] = pd.Series(exceptions, index=failed_at, dtype=object)
-    frame.loc[failed_at, "_traceback"] = pd.Series(tracebacks, index=failed_at, dtype=object)
-    summary = Summary(
-        title=path, source="journal", generated=_now(), state=info.state, total=info.total,
-        counts={k: v for k, v in info.counts.items() if v}, remaining=info.remaining, rate=info.rate,
-        eta=info.eta, elapsed=info.elapsed, last_finished=info.last_finished, runs=list(meta.get("runs") or []),
-        meta={k: v for k, v in meta.items() if k != "runs"},
-    )
-    if info.metadata_problem:
-        summary.warnings.append(info.metadata_problem)
-    if info.rebuilt:
-        summary.warnings.append("the metadata was rebuilt from the parts (paramsurvey repair): the survey's size "
-                                "and earlier runs' provenance are unknown until its next run")
-    for part in info.damaged_parts:
+    status = frame["_status"].to_numpy()
+    failed_at = np.flatnonzero(status != "ok")
+    exceptions, tracebacks = rows.failures(latest[failed_at])
+    frame["_exception"] = _scattered(len(frame), failed_at, exceptions)
+    frame["_traceback"] = _scattered(len(frame), failed_at, tracebacks)
+    summary = _journal_state(path, meta, rows)
+    if problem:
+        summary.warnings.append(problem)
+    for part in rows.damaged:
         summary.warnings.append(f"part {part} cannot be read: skipped (its psets count as not run; the next run "
                                 "of the survey sets it aside and runs them again)")
     _fill(summary, frame, pset_keys, result_keys, omitted, finished=rows.finished, history_status=rows.status)
+    return summary
+
+
+def _scattered(n: int, at: np.ndarray, values: list[Any]) -> pd.Series:
+    out = np.full(n, None, dtype=object)
+    out[at] = values if len(at) else []
+    return pd.Series(out, dtype=object)
+
+
+def _journal_state(path: str, meta: dict[str, Any], rows: Any) -> Summary:
+    """Where the survey stands, by the rules of ``journal.status`` (its counts, rate, time remaining),
+    from rows already read: a second read of a big journal would double the report's time."""
+    from ..journal import _status
+    from ..journal._store import is_locked
+
+    running = bool(is_locked(path))
+    runs = list(meta.get("runs") or [])
+    last = runs[-1] if runs else {}
+    run_no = int(last.get("run", rows.run.max() if rows.n else 1))
+    this = rows.run == run_no
+    counts = _status._counts(rows, last, this)
+    total = int(last.get("total", sum(counts.values())))
+    remaining = max(0, total - sum(counts.values()))
+    finished_this = rows.finished[this]
+    now = np.datetime64(datetime.datetime.now(datetime.UTC).replace(tzinfo=None), "us")
+    start = _status._parse_time(last.get("start_time"))
+    rate = _status._rate(finished_this, start, now if running else None)
+    summary = Summary(
+        title=path, source="journal", generated=_now(), state=_status._state(running, last), total=total,
+        counts={k: v for k, v in counts.items() if v}, remaining=remaining, rate=rate,
+        eta=(remaining / rate) if running and rate else None,
+        elapsed=_status._seconds(start, now if running else _status._parse_time(last.get("end_time"))),
+        last_finished=(str(pd.Timestamp(finished_this.max()).tz_localize("UTC").isoformat())
+                       if len(finished_this) else None),
+        runs=runs, meta={k: v for k, v in meta.items() if k != "runs"},
+    )
+    if meta.get("rebuilt") and "total" not in meta:
+        summary.warnings.append("the metadata was rebuilt from the parts (paramsurvey repair): the survey's size "
+                                "and earlier runs' provenance are unknown until its next run")
     return summary
 
 
@@ -162,53 +192,77 @@ def _journal_frame(rows: Any, latest: np.ndarray, meta: dict[str, Any]
                    ) -> tuple[pd.DataFrame, list[str], list[str], dict[str, str]]:
     """The latest outcome of each pset: its pset and result columns (pickled ones left out, never
     unpickled), ``_status``, ``_wallclock``, ``_position``."""
-    from ..journal._arrow import PICKLED, SURROGATES, encodings
+    from ..journal._arrow import PICKLED, encodings
 
-    columns: dict[str, list[pd.Series]] = {}
+    chunks: dict[str, list[tuple[np.ndarray, Any, str]]] = {}
     pset_keys: list[str] = list(meta.get("pset_keys") or [])
     result_keys: list[str] = []
-    omitted: dict[str, str] = {}
     pickled_bytes: dict[str, int] = {}
     for sel, table, part_meta, local in rows._by_part(latest):
         encoded = encodings(part_meta)
-        names = list(part_meta.get("psets", ())) + [column for column, _key in part_meta.get("results", ())]
+        results = [column for column, _key in part_meta.get("results", ())]
         for name in part_meta.get("psets", ()):
             if name not in pset_keys:
                 pset_keys.append(name)
-        for column, _key in part_meta.get("results", ()):
-            if column not in result_keys:
-                result_keys.append(column)
-        take = None
-        for name in names:
+        for name in results:
+            if name not in result_keys:
+                result_keys.append(name)
+        whole = len(local) == table.num_rows and bool((np.diff(local) == 1).all())
+        for name in list(part_meta.get("psets", ())) + results:
             if name not in table.column_names:
                 continue
-            if take is None:
-                import pyarrow as pa
-
-                take = pa.array(local)
-            chunk = table.column(name).take(take)
-            encoding = encoded.get(name)
-            if encoding == PICKLED:
-                pickled_bytes[name] = pickled_bytes.get(name, 0) + int(chunk.nbytes)
+            column = table.column(name)
+            if encoded.get(name) == PICKLED:
+                pickled_bytes[name] = pickled_bytes.get(name, 0) + int(column.nbytes)
                 continue
-            series = chunk.to_pandas()
-            if encoding == SURROGATES:
-                series = series.map(lambda v: None if v is None else v.decode("utf-8", "surrogatepass"))
-            columns.setdefault(name, []).append(pd.Series(series.to_numpy(), index=sel))
+            chunks.setdefault(name, []).append((sel, column if whole else column.take(local),
+                                                encoded.get(name, "")))
     n = len(latest)
     frame = pd.DataFrame(index=pd.RangeIndex(n))
-    for name in pset_keys + [k for k in result_keys if k not in pset_keys]:
-        if name in pickled_bytes:
-            omitted[name] = f"stored pickled ({_size(pickled_bytes[name])}): not unpickled, not plotted"
-        if name not in columns:
-            continue
-        pieces = columns[name]
-        series = pieces[0] if len(pieces) == 1 else pd.concat(pieces)
-        frame[name] = series.reindex(pd.RangeIndex(n)).to_numpy()  # rows of parts without it: missing
-    frame["_status"] = rows.status[latest]
+    omitted = {name: f"stored pickled ({_size(k)}): not unpickled, not plotted" for name, k in pickled_bytes.items()}
+    result_keys = [k for k in result_keys if k not in pset_keys]
+    for name in pset_keys + result_keys:
+        if name in chunks:
+            frame[name] = _assembled(chunks[name], n)
+    frame["_status"] = pd.Series(rows.status[latest], dtype=object)
     frame["_wallclock"] = rows.wall[latest]
     frame["_position"] = rows.position[latest]
-    return frame, pset_keys, [k for k in result_keys if k not in pset_keys], omitted
+    return frame, pset_keys, result_keys, omitted
+
+
+def _assembled(chunks: list[tuple[np.ndarray, Any, str]], n: int) -> Any:
+    """One column from its pieces in the parts (``sel``: where each piece's rows go): numbers as
+    numpy, strings as a pandas categorical (a million strings as Python objects would cost seconds)."""
+    import pyarrow as pa
+
+    from ..journal._arrow import SURROGATES
+
+    pieces = []
+    for sel, column, encoding in chunks:
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if encoding == SURROGATES:
+            array = pa.array([None if v is None else v.decode("utf-8", "surrogatepass") for v in array.to_pylist()],
+                             type=pa.string())
+        elif pa.types.is_dictionary(array.type):
+            array = array.dictionary_decode()
+        pieces.append((sel, array))
+    types = {array.type for _, array in pieces}
+    if len(types) > 1:  # ints in one part and floats in another, say: as pandas would combine them
+        series = pd.concat([pd.Series(array.to_pandas().to_numpy(), index=sel) for sel, array in pieces])
+        return series.reindex(pd.RangeIndex(n)).to_numpy()
+    order = np.concatenate([sel for sel, _ in pieces])
+    combined = pa.concat_arrays([array for _, array in pieces])
+    if len(order) != n or not (order == np.arange(n)).all():
+        where = np.full(n, -1, dtype=np.int64)
+        where[order] = np.arange(len(order))
+        combined = combined.take(pa.array(where, mask=where < 0))  # rows of parts without it: null
+    kind = combined.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return combined.dictionary_encode().to_pandas()
+    if pa.types.is_floating(kind) or ((pa.types.is_integer(kind) or pa.types.is_boolean(kind))
+                                      and combined.null_count == 0):
+        return combined.to_numpy(zero_copy_only=False)
+    return combined.to_pandas().to_numpy()
 
 
 # -- from a MapResults ---------------------------------------------------------------------------
@@ -250,113 +304,162 @@ def _fill(summary: Summary, frame: pd.DataFrame, pset_keys: list[str], result_ke
     failed = frame["_status"].to_numpy() != "ok"
     summary.failures = failure_groups(frame[failed], pset_keys)
     params = _plottable(frame, pset_keys, omitted)
-    results = [k for k in result_keys if k in frame.columns and _numeric(frame[k])][:MAX_RESULTS]
-    for k in result_keys:
-        if k in frame.columns and k not in results and k not in omitted:
-            omitted[k] = "not numeric: not plotted" if not _numeric(frame[k]) else "beyond the first " \
-                f"{MAX_RESULTS} results: not plotted"
+    results = _plottable_results(frame, result_keys, omitted)
     summary.omitted = omitted
     wall = frame["_wallclock"].to_numpy(dtype=float)
     summary.has_timing = bool(np.isfinite(wall).any())
-    levels = {p: _levels(frame[p]) for p in params}
+    levels = {p: levels_of(frame[p]) for p in params}
+    numbers = {r: _as_floats(frame[r]) for r in results}
     for p in params:
-        key, binned = levels[p]
-        summary.failure_by_param[p] = _aggregate(key, pd.Series(failed.astype(float)), binned, rate=True)
+        level = levels[p]
+        summary.failure_by_param[p] = _aggregate(level, failed.astype(float), rate=True)
         if summary.has_timing:
-            summary.duration_by_param[p] = _aggregate(key, pd.Series(wall), binned)
+            summary.duration_by_param[p] = _aggregate(level, wall)
         for r in results:
-            summary.result_by_param[(r, p)] = _aggregate(key, pd.to_numeric(frame[r], errors="coerce"), binned)
+            summary.result_by_param[(r, p)] = _aggregate(level, numbers[r])
     pairs = [(a, b) for i, a in enumerate(params) for b in params[i + 1:]][:MAX_PAIRS]
     for a, b in pairs:
         for r in results:
-            summary.result_grids[(r, a, b)] = _grid(levels[a][0], levels[b][0],
-                                                     pd.to_numeric(frame[r], errors="coerce"))
+            summary.result_grids[(r, a, b)] = _grid(levels[a], levels[b], numbers[r])
     _explorer(summary, frame, params, results)
     if summary.has_timing:
         summary.durations = _histogram(wall[np.isfinite(wall)])
     if finished is not None and history_status is not None:
         summary.throughput = _throughput(finished, history_status)
-    if any(binned for _, binned in levels.values()):
+    if any(level.binned for level in levels.values()):
         summary.notes.append(f"a parameter with more than {MAX_LEVELS} values is plotted by bins "
-                             f"({NUMERIC_BINS} equal-width bins, or its {MAX_LEVELS} most common values)")
+                             f"({NUMERIC_BINS} equal-width bins, or its {MAX_LEVELS - 1} most common values)")
 
 
 def _plottable(frame: pd.DataFrame, pset_keys: list[str], omitted: dict[str, str]) -> list[str]:
     params = []
     for p in pset_keys:
-        if p not in frame.columns:
+        if p not in frame.columns or p in omitted:
             continue
-        column = frame[p]
-        if _numeric(column) or _textual(column):
+        if _numeric(frame[p]) or _textual(frame[p]):
             params.append(p)
-        elif p not in omitted:
+        else:
             omitted[p] = "neither numbers nor strings: not plotted"
     for p in params[MAX_PARAMS:]:
         omitted[p] = f"beyond the first {MAX_PARAMS} parameters: not plotted"
     return params[:MAX_PARAMS]
 
 
+def _plottable_results(frame: pd.DataFrame, result_keys: list[str], omitted: dict[str, str]) -> list[str]:
+    results = []
+    for r in result_keys:
+        if r not in frame.columns or r in omitted:
+            continue
+        if not _numeric(frame[r]) or pd.api.types.is_bool_dtype(frame[r]):
+            omitted[r] = "not a number: not plotted"
+        elif len(results) >= MAX_RESULTS:
+            omitted[r] = f"beyond the first {MAX_RESULTS} numeric results: not plotted"
+        else:
+            results.append(r)
+    return results
+
+
 def _numeric(column: pd.Series) -> bool:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return False
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
         return True
     if column.dtype == object:  # e.g. ints with None
         sample = column.dropna().head(1000)
-        return len(sample) > 0 and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+        return len(sample) > 0 and all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
                                        for v in sample)
     return False
 
 
 def _textual(column: pd.Series) -> bool:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return True
     sample = column.dropna().head(1000)
     return len(sample) > 0 and all(isinstance(v, (str, bool, np.bool_)) for v in sample)
 
 
-def _levels(column: pd.Series) -> tuple[pd.Series, bool]:
-    """The value to group a parameter by: itself when it has few values, else its bin (the bin's
-    centre) or, for strings, its most common values and 'other'."""
+def _as_floats(column: pd.Series) -> np.ndarray:
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+@dataclass
+class Levels:
+    """What a parameter's psets are grouped by: a code per pset (-1: no value) and each code's label
+    (the value, or the bin's centre, or '(other)')."""
+
+    codes: np.ndarray
+    labels: list[Any]
+    binned: bool
+
+
+def levels_of(column: pd.Series) -> Levels:
+    """The groups of a parameter: its values when it has at most MAX_LEVELS, else NUMERIC_BINS
+    equal-width bins (numbers) or its most common values and '(other)' (strings)."""
     if _numeric(column) and not pd.api.types.is_bool_dtype(column):
-        values = pd.to_numeric(column, errors="coerce").astype(float)
-        if values.nunique() <= MAX_LEVELS:
-            return values, False
-        lo, hi = np.nanmin(values), np.nanmax(values)
-        edges = np.linspace(lo, hi, NUMERIC_BINS + 1)
-        which = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, NUMERIC_BINS - 1)
-        centres = (edges[:-1] + edges[1:]) / 2
-        binned = pd.Series(centres[which], index=column.index).where(values.notna())
-        return binned, True
-    text = column.astype(object).map(lambda v: None if v is None else str(v))
-    counts = text.value_counts()
-    if len(counts) <= MAX_LEVELS:
-        return text, False
-    keep = set(counts.index[:MAX_LEVELS - 1])
-    return text.where(text.isin(keep) | text.isna(), "(other)"), True
+        values = _as_floats(column)
+        known = np.isfinite(values)
+        uniques = np.unique(values[known])
+        codes = np.full(len(values), -1, dtype=np.int64)
+        if len(uniques) <= MAX_LEVELS:
+            codes[known] = np.searchsorted(uniques, values[known])
+            return Levels(codes, [_plain(v) for v in uniques], False)
+        edges = np.linspace(uniques[0], uniques[-1], NUMERIC_BINS + 1)
+        codes[known] = np.clip(np.searchsorted(edges, values[known], side="right") - 1, 0, NUMERIC_BINS - 1)
+        return Levels(codes, [float(c) for c in (edges[:-1] + edges[1:]) / 2], True)
+    categorical = column if isinstance(column.dtype, pd.CategoricalDtype) else \
+        column.astype(object).map(lambda v: None if v is None else str(v)).astype("category")
+    categorical = categorical.cat.remove_unused_categories()
+    codes = categorical.cat.codes.to_numpy().astype(np.int64)
+    labels = [str(c) for c in categorical.cat.categories]
+    if len(labels) <= MAX_LEVELS:
+        return Levels(codes, labels, False)
+    counts = np.bincount(codes[codes >= 0], minlength=len(labels))
+    keep = np.sort(np.argsort(-counts, kind="stable")[:MAX_LEVELS - 1])
+    remap = np.full(len(labels), len(keep), dtype=np.int64)  # the rest: '(other)'
+    remap[keep] = np.arange(len(keep))
+    codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
+    return Levels(codes, [labels[i] for i in keep] + ["(other)"], True)
 
 
-def _aggregate(key: pd.Series, values: pd.Series, binned: bool, rate: bool = False) -> Curve:
-    grouped = pd.DataFrame({"k": key.to_numpy(), "v": values.to_numpy(dtype=float)}).groupby("k", sort=True)["v"]
+def _aggregate(level: Levels, values: np.ndarray, rate: bool = False) -> Curve:
+    """Per group: the mean (the failure rate, for 0/1 values) and, for results, min and max."""
+    k = len(level.labels)
+    use = (level.codes >= 0) & np.isfinite(values)
+    codes, v = level.codes[use], values[use]
+    count = np.bincount(codes, minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(codes, weights=v, minlength=k) / count
     if rate:
-        stats = {"rate": grouped.mean()}
+        stats = {"rate": mean}
     else:
-        stats = {"mean": grouped.mean(), "min": grouped.min(), "max": grouped.max()}
-    count = grouped.count() if not rate else grouped.size()
-    x = [v.item() if hasattr(v, "item") else v for v in count.index]
-    return Curve(x=x, values={name: _floats(s) for name, s in stats.items()},
-                 count=[int(c) for c in count.to_numpy()], binned=binned)
+        low = np.full(k, np.inf)
+        high = np.full(k, -np.inf)
+        np.minimum.at(low, codes, v)
+        np.maximum.at(high, codes, v)
+        stats = {"mean": mean, "min": low, "max": high}
+    present = count > 0
+    return Curve(x=[label for label, keep in zip(level.labels, present) if keep],
+                 values={name: _floats(a[present]) for name, a in stats.items()},
+                 count=[int(c) for c in count[present]], binned=level.binned)
 
 
-def _grid(a: pd.Series, b: pd.Series, values: pd.Series) -> Grid:
-    table = pd.DataFrame({"a": a.to_numpy(), "b": b.to_numpy(), "v": values.to_numpy(dtype=float)})
-    pivot = table.groupby(["b", "a"])["v"].mean().unstack("a")
-    return Grid(x=[_plain(v) for v in pivot.columns], y=[_plain(v) for v in pivot.index],
-                z=[_floats(pivot.loc[row]) for row in pivot.index])
+def _grid(a: Levels, b: Levels, values: np.ndarray) -> Grid:
+    """The mean of ``values`` per (b, a) cell: rows are b's groups, columns a's."""
+    ka, kb = len(a.labels), len(b.labels)
+    use = (a.codes >= 0) & (b.codes >= 0) & np.isfinite(values)
+    cell = b.codes[use] * ka + a.codes[use]
+    count = np.bincount(cell, minlength=ka * kb)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (np.bincount(cell, weights=values[use], minlength=ka * kb) / count).reshape(kb, ka)
+    return Grid(x=list(a.labels), y=list(b.labels), z=[_floats(row) for row in mean])
 
 
 def _explorer(summary: Summary, frame: pd.DataFrame, params: list[str], results: list[str]) -> None:
     columns = params + results
     if not columns or not len(frame):
         return
+    summary.explorer_rows = len(frame)
     sample = frame[columns + ["_status"]]
-    summary.explorer_rows = len(sample)
     if len(sample) > EXPLORER_SAMPLE:
         sample = sample.sample(EXPLORER_SAMPLE, random_state=SAMPLE_SEED).sort_index()
         summary.notes.append(f"the parallel-coordinates plot draws a random sample of {EXPLORER_SAMPLE} of the "
@@ -383,7 +486,7 @@ def _throughput(finished: np.ndarray, status: np.ndarray) -> pd.DataFrame | None
     when = finished[known].astype("datetime64[us]").astype(np.int64)
     ok = status[known] == "ok"
     lo, hi = int(when.min()), int(when.max())
-    width = max(1_000_000, -(-(hi - lo) // THROUGHPUT_BINS))  # at least a second a bin
+    width = max(THROUGHPUT_MIN_BIN_US, -(-(hi - lo) // THROUGHPUT_BINS))
     index = (when - lo) // width
     nbins = int(index.max()) + 1
     ok_counts = np.bincount(index[ok], minlength=nbins)
@@ -445,8 +548,8 @@ def _clip(text: Any, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
 
 
-def _floats(series: pd.Series) -> list[float | None]:
-    return [None if not np.isfinite(v) else float(v) for v in series.to_numpy(dtype=float)]
+def _floats(values: Any) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=float)]
 
 
 def _plain(value: Any) -> Any:

@@ -41,8 +41,9 @@ def figures(summary: Summary) -> list[Figure]:
 
 
 def _layout(fig: Any, title: str, **extra: Any) -> Any:
-    fig.update_layout(title=title, height=HEIGHT, template="plotly_white", margin=dict(l=60, r=30, t=90, b=50),
-                      **extra)
+    # the page's heading names the figure; the figure's own title would sit under its dropdown
+    fig.update_layout(height=HEIGHT, template="plotly_white", margin=dict(l=60, r=30, t=60, b=50),
+                      meta=dict(title=title), **extra)
     return fig
 
 
@@ -56,7 +57,7 @@ def _dropdown(fig: Any, labels: list[str], traces_per_view: int, relayouts: list
     for t, trace in enumerate(fig.data):
         trace.visible = t < traces_per_view
     if len(labels) > 1:
-        fig.update_layout(updatemenus=[dict(buttons=buttons, x=0, xanchor="left", y=1.12, yanchor="bottom",
+        fig.update_layout(updatemenus=[dict(buttons=buttons, x=0, xanchor="left", y=1.02, yanchor="bottom",
                                             showactive=True)])
     if relayouts:
         fig.update_layout(**{k.replace(".", "_"): v for k, v in relayouts[0].items()})
