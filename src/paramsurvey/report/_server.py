@@ -1,10 +1,11 @@
 """The live dashboard: the report page of a journal, served read-only over HTTP while a survey runs.
 
-A stdlib ``ThreadingHTTPServer`` in a daemon thread answers three paths, GET only:
+A stdlib ``ThreadingHTTPServer`` in a daemon thread answers these paths, GET only:
 
 - ``/``            the report page (plotly's JavaScript loaded from ``/plotly.min.js``);
 - ``/plotly.min.js`` plotly's JavaScript, cached by the browser (it is megabytes: a reload of the page
                    should not fetch it again);
+- ``/favicon.ico``  nothing (204), rather than a 404 in the browser's console;
 - ``/version``     the journal's version: a digest of its part files and metadata (names, sizes,
                    modification times) and whether a survey holds it. The page asks for it every
                    two seconds and reloads itself when it changes.
@@ -105,6 +106,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif route == "/version":
                 self._send(200, "text/plain; charset=utf-8", journal_version(self.server.pages.journal).encode(),
                            cache=False)
+            elif route == "/favicon.ico":  # browsers ask for it: no icon, and no error in their console
+                self._send(204, "image/x-icon", b"", cache=True)
             elif route == "/plotly.min.js":
                 self._send(200, "text/javascript; charset=utf-8", self.server.plotly, cache=True)
             else:
