@@ -7,7 +7,8 @@ saves a screenshot under $PARAMSURVEY_TEST_ARTIFACTS (default tests/artifacts/, 
 
 Needs Debian's chromium and chromium-driver (``tools/install-browser``, as root). Where they are
 absent these tests skip, loudly (a warning and the skip reason in pytest's summary); under CI=true
-they fail instead. Selenium is given the driver's path, so Selenium Manager never downloads anything.
+they fail instead (the test of that needs no browser). Selenium is given the driver's path, so
+Selenium Manager never downloads anything.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from workers_report import HOSTILE, flaky
 import paramsurvey
 from paramsurvey.report import serve, write_report
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--window-size=1300,1000",
@@ -47,13 +48,28 @@ def artifacts() -> str:
     return path
 
 
-def _unavailable(message: str) -> None:
-    """No browser: fail under CI (it must be installed there), else skip loudly."""
-    message += " -- install them with tools/install-browser (as root), or `make test-browser`"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
+INSTALL_HINT = "install them with tools/install-browser (as root), or `make test-browser`"
+
+
+def unavailable(message: str) -> None:
+    """No browser: fail under CI (where a missing install step must not pass unseen), else skip
+    loudly (a warning, and the reason in pytest's summary)."""
+    message = f"{message} -- {INSTALL_HINT}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI must install them)", pytrace=False)
     warnings.warn(message, stacklevel=2)
     pytest.skip(message)
+
+
+def find_browser() -> tuple[str, str]:
+    """The paths of chromium and chromedriver; a loud skip (or a CI failure) when either is absent."""
+    binary = next((found for name in BROWSERS if (found := shutil.which(name))), None)
+    driver_path = shutil.which("chromedriver")
+    if binary is None or driver_path is None:
+        unavailable(f"the browser tests need chromium and chromedriver (found: chromium={binary}, "
+                    f"chromedriver={driver_path})")
+    assert binary is not None and driver_path is not None
+    return binary, driver_path
 
 
 @pytest.fixture
@@ -62,12 +78,8 @@ def browser(monkeypatch):
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        _unavailable("the browser tests need selenium (the 'test' extra)")
-    binary = next((found for name in BROWSERS if (found := shutil.which(name))), None)
-    driver_path = shutil.which("chromedriver")
-    if binary is None or driver_path is None:
-        _unavailable(f"the browser tests need chromium and chromedriver (found: chromium={binary}, "
-                     f"chromedriver={driver_path})")
+        unavailable("the browser tests need selenium (the 'test' extra)")
+    binary, driver_path = find_browser()
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager, should anything call it: no downloads
     options = webdriver.ChromeOptions()
     for flag in CHROME_FLAGS:
@@ -132,6 +144,7 @@ def expected_plots(page: str) -> int:
     return page.count("Plotly.newPlot(")
 
 
+@pytest.mark.browser
 def test_the_report_file_in_a_browser_offline(browser, tmp_path):
     path = str(tmp_path / "flaky.journal")
     paramsurvey.init(backend="multiprocessing", ncores=2, verbose=0)
@@ -157,6 +170,7 @@ def test_the_report_file_in_a_browser_offline(browser, tmp_path):
     assert urls and all(url.startswith(LOCAL_SCHEMES) for url in urls), urls
 
 
+@pytest.mark.browser
 def test_the_live_dashboard_advances_while_the_survey_runs(browser, tmp_path):
     path = str(tmp_path / "live.journal")
     marks = tmp_path / "marks"
@@ -192,3 +206,14 @@ def test_the_live_dashboard_advances_while_the_survey_runs(browser, tmp_path):
             dashboard.stop()
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
+
+
+def test_without_a_browser_the_tests_skip_loudly_and_fail_under_ci(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no chromium, no chromedriver here
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.warns(UserWarning, match="tools/install-browser"), \
+            pytest.raises(pytest.skip.Exception, match="need chromium and chromedriver .*tools/install-browser"):
+        find_browser()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="tools/install-browser .*CI must install them"):
+        find_browser()

@@ -63,7 +63,7 @@ class Curve:
     """A per-value (or per-bin) aggregate of one column against one parameter."""
 
     x: list[Any]
-    values: dict[str, list[float]]  # e.g. {'mean': ..., 'min': ..., 'max': ...} or {'rate': ...}
+    values: dict[str, list[float | None]]  # None: no value; e.g. {'mean': ..., 'min': ..., 'max': ...} or {'rate': ...}
     count: list[int]
     binned: bool
 
@@ -346,7 +346,7 @@ def _plottable(frame: pd.DataFrame, pset_keys: list[str], omitted: dict[str, str
 
 
 def _plottable_results(frame: pd.DataFrame, result_keys: list[str], omitted: dict[str, str]) -> list[str]:
-    results = []
+    results: list[str] = []
     for r in result_keys:
         if r not in frame.columns or r in omitted:
             continue
