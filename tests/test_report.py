@@ -231,3 +231,10 @@ def test_the_dashboard_command_serves_the_page_on_loopback_and_stops_at_ctrl_c(f
 def test_the_dashboard_of_a_path_that_is_not_a_journal_is_an_error(tmp_path):
     done = cli("dashboard", str(tmp_path / "nowhere"), "--port", "0")
     assert done.returncode == 1 and "is not a journal" in done.stderr
+
+
+def test_without_plotly_the_error_names_the_extra(flaky_journal, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "plotly.offline", None)  # as if plotly were not installed
+    with pytest.raises(paramsurvey.BackendNotInstalled, match=r"plotly.*'report' extra") as raised:
+        write_report(flaky_journal, tmp_path / "no.html")
+    assert isinstance(raised.value, ImportError) and not (tmp_path / "no.html").exists()
