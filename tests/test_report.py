@@ -11,6 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 
+import psutil
 import pytest
 from journal_workers import SRC, TESTS, Tripwire, survey_process, tripwire, wait_for_rows
 from workers_report import HOSTILE, crash_on_four, flaky
@@ -143,6 +144,15 @@ def test_a_damaged_part_is_named_and_the_rest_is_shown(tmp_path):
     assert "Plotly.newPlot(" in page
 
 
+def test_damaged_metadata_is_a_warning_and_the_outcomes_are_shown(flaky_journal):
+    with open(os.path.join(flaky_journal, "_paramsurvey.json"), "w") as f:
+        f.write('{"format": "paramsurvey-journal", "runs": [')  # cut short, as by a full disk
+    page = Report(flaky_journal).html()
+    assert 'class="warning"' in page and "_paramsurvey.json" in page
+    assert count(page, "count-done") == 60 and count(page, "count-ok") == expected_ok(60)
+    assert "Plotly.newPlot(" in page
+
+
 def test_nothing_in_the_journal_is_unpickled(tmp_path):
     path = str(tmp_path / "j")
     wire = str(tmp_path / "wire")
@@ -210,6 +220,9 @@ def test_the_dashboard_command_serves_the_page_on_loopback_and_stops_at_ctrl_c(f
         m = re.search(r"(http://127\.0\.0\.1:(\d+)/)", first)
         assert m, (first, proc.stderr.read() if proc.poll() is not None else "")
         url, port = m.group(1), m.group(2)
+        listening = [c.laddr for c in psutil.Process(proc.pid).net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]
+        assert [(a.ip, a.port) for a in listening] == [("127.0.0.1", int(port))]  # this machine only
         assert f"ssh -L {port}:127.0.0.1:{port} " in proc.stdout.readline()
         status, page = get(url)
         assert status == 200 and count(page, "count-total") == 60

@@ -35,7 +35,8 @@ pre { background: #f6f6f6; padding: .6em; overflow-x: auto; font-size: .85em; ma
 details { margin: .6em 0; } summary { cursor: pointer; font-weight: 600; }
 """
 
-# The dashboard page asks the server for the journal's version this often, and reloads on a change.
+# The dashboard page asks the server for the journal's version this often (at least), and reloads on
+# a change; the server may ask for longer between reloads (a big journal's page takes seconds to build).
 POLL_MILLISECONDS = 2000
 LIVE_SCRIPT = """
 <script>
@@ -52,9 +53,9 @@ LIVE_SCRIPT = """
 
 
 def render(summary: Summary, plotlyjs: str | None, plotly_src: str | None = None,
-           live_version: str | None = None) -> str:
+           live_version: str | None = None, poll_milliseconds: int = POLL_MILLISECONDS) -> str:
     """The page: ``plotlyjs`` embedded (the report file), or loaded from ``plotly_src`` (the
-    dashboard, which also passes ``live_version`` to reload on a change)."""
+    dashboard, which also passes ``live_version``: the page reloads when the server's differs)."""
     e = html.escape
     if plotlyjs is not None:
         script = f'<script type="text/javascript">{plotlyjs}</script>'
@@ -71,7 +72,7 @@ def render(summary: Summary, plotlyjs: str | None, plotly_src: str | None = None
         _columns(summary),
         _runs(summary),
     ]
-    live = LIVE_SCRIPT % (json.dumps(live_version), POLL_MILLISECONDS) if live_version else ""
+    live = LIVE_SCRIPT % (json.dumps(live_version), poll_milliseconds) if live_version else ""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>paramsurvey: {e(summary.title)}</title><style>{STYLE}</style>{script}</head>\n"
             f"<body>\n{''.join(body)}\n{live}</body></html>\n")

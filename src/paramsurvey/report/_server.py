@@ -26,9 +26,12 @@ from typing import Any
 
 log = logging.getLogger("paramsurvey.report")
 
-# A page older than this is built again even if no file changed, so that the state, rate and time
-# remaining of a survey that has stalled (or been killed) stay true.
+# A page older than this is built again for a new request even if no file changed, so that the
+# elapsed time, rate and time remaining a newly opened page shows stay true.
 MAX_PAGE_AGE = 10.0
+# A page that takes seconds to build (a journal of a million psets) tells its browser to wait this
+# many times its build time between reloads: the server spends at most a fifth of its time building.
+BUILD_SHARE = 5
 
 
 def journal_version(path: str) -> str:
@@ -60,6 +63,7 @@ class _Pages:
         self.version: str | None = None
         self.page = b""
         self.built = 0.0
+        self.build_seconds = 0.0
 
     def current(self) -> tuple[str, bytes]:
         import time
@@ -67,8 +71,10 @@ class _Pages:
         with self.lock:
             version = journal_version(self.journal)
             if version != self.version or time.monotonic() - self.built > MAX_PAGE_AGE:
+                started = time.monotonic()
                 self.page = self._build(version).encode("utf-8")
                 self.version, self.built = version, time.monotonic()
+                self.build_seconds = self.built - started
             return self.version or version, self.page
 
     def _build(self, version: str) -> str:
@@ -76,14 +82,16 @@ class _Pages:
 
         from ..exceptions import JournalError
         from ._data import from_journal
-        from ._page import render
+        from ._page import POLL_MILLISECONDS, render
 
         try:
             summary = from_journal(self.journal)
         except JournalError as exc:  # e.g. removed while served: say so, keep serving
             return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>paramsurvey</title></head><body>"
                     f"<p>{html.escape(str(exc))}</p>{_reload_script(version)}</body></html>")
-        return render(summary, plotlyjs=None, plotly_src="plotly.min.js", live_version=version)
+        poll = max(POLL_MILLISECONDS, int(BUILD_SHARE * self.build_seconds * 1000))
+        return render(summary, plotlyjs=None, plotly_src="plotly.min.js", live_version=version,
+                      poll_milliseconds=poll)
 
 
 def _reload_script(version: str) -> str:
