@@ -107,7 +107,7 @@ class Summary:
     explorer: pd.DataFrame | None = None  # sampled rows: plottable parameters and results
     explorer_rows: int = 0  # rows it was sampled from
     durations: tuple[list[float], list[int]] | None = None  # bin edges, counts
-    throughput: pd.DataFrame | None = None  # columns: time, ok, failed (psets per second), cumulative
+    throughput: pd.DataFrame | None = None  # per bin: time (its middle), end, ok and failed per second, cumulative
     has_timing: bool = False
 
     @property
@@ -492,8 +492,10 @@ def _throughput(finished: np.ndarray, status: np.ndarray) -> pd.DataFrame | None
     ok_counts = np.bincount(index[ok], minlength=nbins)
     bad_counts = np.bincount(index[~ok], minlength=nbins)
     seconds = width / 1e6
-    start = pd.to_datetime(lo + np.arange(nbins) * width, unit="us", utc=True)
-    return pd.DataFrame({"time": start, "ok": ok_counts / seconds, "failed": bad_counts / seconds,
+    starts = lo + np.arange(nbins) * width
+    return pd.DataFrame({"time": pd.to_datetime(starts + width // 2, unit="us", utc=True),  # the bin's middle
+                         "end": pd.to_datetime(starts + width, unit="us", utc=True),
+                         "ok": ok_counts / seconds, "failed": bad_counts / seconds,
                          "cumulative": np.cumsum(ok_counts + bad_counts)})
 
 

@@ -197,14 +197,20 @@ def _throughput(summary: Summary) -> Figure | None:
 
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     when = frame["time"].dt.tz_convert(None)
-    fig.add_trace(go.Bar(x=when, y=frame["ok"], name="ok per second", marker_color=OK_COLOUR), secondary_y=False)
+    width = 2 * (frame["end"] - frame["time"]).dt.total_seconds().iloc[0] * 1000  # a date axis: milliseconds
+    fig.add_trace(go.Bar(x=when, y=frame["ok"], name="ok per second", marker_color=OK_COLOUR, width=width),
+                  secondary_y=False)
     if frame["failed"].any():
-        fig.add_trace(go.Bar(x=when, y=frame["failed"], name="failed per second", marker_color=FAILED_COLOUR),
+        fig.add_trace(go.Bar(x=when, y=frame["failed"], name="failed per second", marker_color=FAILED_COLOUR,
+                             width=width),
                       secondary_y=False)
-    fig.add_trace(go.Scatter(x=when, y=frame["cumulative"], name="finished (cumulative)", mode="lines",
+    ends = frame["end"].dt.tz_convert(None)
+    first = ends.iloc[0] - (ends.iloc[0] - when.iloc[0]) * 2  # the first bin's start: the total is 0 there
+    fig.add_trace(go.Scatter(x=[first, *ends], y=[0, *frame["cumulative"].tolist()], name="finished (cumulative)",
+                             mode="lines",
                              line=dict(color="#2ca02c")), secondary_y=True)
     fig.update_yaxes(title_text="psets per second", secondary_y=False)
-    fig.update_yaxes(title_text="psets finished", secondary_y=True)
+    fig.update_yaxes(title_text="psets finished", rangemode="tozero", secondary_y=True)
     _layout(fig, "Throughput over time (UTC)", barmode="stack", bargap=0)
     return Figure("throughput", "Throughput over time",
                   "Psets finished per second (every outcome written, resumes included), and the running total.",
