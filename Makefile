@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # pytest's own per-test timeout turns any hang into a failure; the whole run is bounded too
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slurm lint typecheck unit bench clean
+.PHONY: demo test test-slurm test-browser lint typecheck unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ unit: $(VENV)/.test-stamp
 test-slurm: $(VENV)/.test-stamp
 	tools/install-slurm
 	$(BIN)/python -m pytest -m slurm $(PYTEST_ARGS)
+
+# The report's tests in a real browser (headless Chromium driven by selenium, offline): installs
+# chromium and chromium-driver first when they are missing (apt-get, as root).
+test-browser: $(VENV)/.test-stamp
+	tools/install-browser
+	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 test: lint typecheck unit
 

@@ -5,6 +5,8 @@
     paramsurvey export   JOURNAL OUT         OUT.parquet or OUT.csv: one row per pset
     paramsurvey repair   JOURNAL             rebuild damaged metadata, set damaged parts aside
     paramsurvey plot     JOURNAL OUT.png     finished psets over time, histogram of pset durations
+    paramsurvey report   JOURNAL -o OUT.html one self-contained HTML report (plotly, works offline)
+    paramsurvey dashboard JOURNAL            the same page, served live while the survey runs
 
 Every command reads what is on disk now; none of them unpickles anything unless asked to
 (``export --unpickle``).
@@ -18,7 +20,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .exceptions import JournalError
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_ERROR = 0, 1
 FAILED = ("exception", "crashed", "timeout")
 EXAMPLE_PSETS = 5  # psets listed per failure group
+DASHBOARD_PORT = 8050  # the dashboard's default port: easy to remember, free on most machines
 
 
 def _duration(seconds: float | None) -> str:
@@ -84,28 +87,9 @@ def _state_line(info: JournalStatus) -> str:
             "(interrupted or killed): run the survey again with this journal to resume")
 
 
-def _exception_type(text: str | None, status: str) -> str:
-    if status != "exception":
-        return status
-    m = re.match(r"([A-Za-z_][\w.]*)\(", text or "")
-    return m.group(1) if m else (text or "exception").split(":")[0][:60]
-
-
-def _pset_text(row: Any, columns: Sequence[str]) -> str:
-    parts = []
-    for c in columns:
-        v = row[c]
-        if isinstance(v, bytes):
-            text = f"<pickled, {len(v)} bytes>"
-        else:
-            item = getattr(v, "item", None)  # a numpy scalar: show the Python value
-            text = repr(item() if callable(item) and getattr(v, "ndim", 1) == 0 else v)
-        parts.append(f"{c}={text}")
-    return "{" + ", ".join(parts) + "}"
-
-
 def cmd_failures(args: argparse.Namespace) -> int:
     from .journal import pset_keys, read, read_meta
+    from .report._data import exception_type, pset_text  # one grouping and pset text for both
 
     frame = read(args.journal)
     failed = frame[frame["_status"].isin(FAILED)]
@@ -119,14 +103,14 @@ def cmd_failures(args: argparse.Namespace) -> int:
     columns = [c for c in keys if c in frame.columns]
     groups: dict[str, list[int]] = {}
     for i, (exc, status) in enumerate(zip(failed["_exception"], failed["_status"])):
-        groups.setdefault(_exception_type(exc, status), []).append(i)
+        groups.setdefault(exception_type(exc, status), []).append(i)
     print(f"{len(failed)} failed psets of {len(frame)}, in {len(groups)} group(s) (each pset's latest outcome)")
     for name, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         first = failed.iloc[rows[0]]
         print()
         print(f"== {name}: {len(rows)} pset(s) ({first['_status']}) ==")
         for i in rows[:EXAMPLE_PSETS]:
-            print(f"  pset {failed.iloc[i]['_position']}: {_pset_text(failed.iloc[i], columns)}")
+            print(f"  pset {failed.iloc[i]['_position']}: {pset_text(failed.iloc[i], columns)}")
         if len(rows) > EXAMPLE_PSETS:
             print(f"  ... and {len(rows) - EXAMPLE_PSETS} more")
         print(f"  {first['_exception']}")
@@ -220,6 +204,48 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .exceptions import BackendNotInstalled
+    from .report import write_report
+
+    try:
+        path = write_report(args.journal, args.out)
+    except BackendNotInstalled as exc:
+        print(f"paramsurvey report: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import socket
+    import threading
+
+    from .exceptions import BackendNotInstalled
+    from .report import serve
+
+    try:
+        dashboard = serve(args.journal, port=args.port, host=args.host)
+    except BackendNotInstalled as exc:
+        print(f"paramsurvey dashboard: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        print(f"paramsurvey dashboard: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"paramsurvey dashboard of {args.journal}: {dashboard.url}", flush=True)
+    print(f"from another machine: ssh -L {dashboard.port}:127.0.0.1:{dashboard.port} {socket.gethostname()}"
+          f"   then open http://127.0.0.1:{dashboard.port}/", flush=True)
+    print("Ctrl-C stops it", flush=True)
+    try:
+        threading.Event().wait()  # until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dashboard.stop()
+    print("paramsurvey dashboard: stopped", flush=True)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -266,7 +292,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("journal", help="the journal directory")
     p.add_argument("out", help="the PNG file to write")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of the survey",
+                       description="Write one HTML file (plotly embedded: it opens offline, anywhere) showing the "
+                                   "survey: state, runs and provenance, failures by exception type with their "
+                                   "tracebacks, failure rate and duration by parameter, a results explorer, pset "
+                                   "durations and throughput. Nothing is unpickled. Needs plotly (the 'report' "
+                                   "extra: paramsurvey[report]).")
+    p.add_argument("journal", help="the journal directory")
+    p.add_argument("-o", "--out", default="survey.html", help="the HTML file to write (default: survey.html)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("dashboard", help="serve the report live while the survey runs",
+                       description="Serve the report page over HTTP, read-only, refreshing as the journal grows. "
+                                   "It listens on 127.0.0.1 only (reach it from elsewhere with ssh -L) unless "
+                                   "--host says otherwise. Ctrl-C stops it.")
+    p.add_argument("journal", help="the journal directory")
+    p.add_argument("--port", type=int, default=DASHBOARD_PORT,
+                   help=f"the port (default {DASHBOARD_PORT}; 0: any free one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    p.set_defaults(func=cmd_dashboard)
     return parser
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:
