@@ -32,7 +32,7 @@ typecheck: $(VENV)/.test-stamp
 	$(BIN)/mypy src
 
 unit: $(VENV)/.test-stamp
-	$(BIN)/python -m pytest -m "not slurm" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slurm and not browser" $(PYTEST_ARGS)
 
 # The tests against a real single-node Slurm: installs slurm-wlm and munge first when they are
 # missing (apt-get, as root), then starts a private Slurm on loopback for the tests.

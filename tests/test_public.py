@@ -26,7 +26,7 @@ PUBLIC = [
     # the calls
     "backend", "current_core_count", "current_resources", "finalize", "init", "map",
     # the documented modules
-    "journal", "params", "stats", "utils",
+    "journal", "params", "report", "stats", "utils",
 ]
 # paramsurvey.<x> in the documents that is not Python API: graphite metric paths
 # (docs/monitoring.md), the example programs, run with `python -m paramsurvey.examples.<name>`, and

@@ -42,7 +42,7 @@ _LAZY = {
 }
 # The documented modules, loaded on first use, and the console entry point paramsurvey.cli:main.
 # The other modules are internal (a leading underscore, but for the backends package).
-_SUBMODULES = ("cli", "journal", "params", "stats", "utils")
+_SUBMODULES = ("cli", "journal", "params", "report", "stats", "utils")
 
 __all__ = [
     "ArgumentError",
@@ -65,6 +65,7 @@ __all__ = [
     "journal",
     "map",
     "params",
+    "report",
     "stats",
     "utils",
 ]
