@@ -4,17 +4,8 @@ it raises, and hand back compact records.
 Standard library only at import (plus cloudpickle, lazily, to load the function): worker processes
 import this module and must start in milliseconds, not in the quarter second pandas takes.
 
-A group's outcome is one ``GroupResult`` tuple, column-major so that it pickles small and the driver
-can turn it into numpy columns without touching a dict per row::
-
-    ran       positions of every pset run, in order
-    wall      wallclock seconds of each, aligned with ran
-    iowait    wallclock minus CPU seconds of each (floored at 0), aligned with ran
-    ok        positions of the psets that returned a result (a dict or None)
-    columns   result key -> values, aligned with ok (None where a row lacks the key)
-    absent    result key -> offsets into ok where the key was absent
-    failures  (position, status, repr of exception, traceback) for each failed pset
-    raw       user timers: name -> list of seconds (from system_kwargs['raw_stats'])
+A group's outcome is one ``GroupResult`` (column-major: see ``_records``, where every record that
+crosses layers is defined), its failures ``Failure`` records with a ``Status``.
 
 Before a process's first pset, ``ensure_initialized`` runs init()'s initializer once (every
 backend). ``serve`` is the multiprocessing worker's loop; after each group it puts back what a
@@ -34,58 +25,17 @@ import threading
 import time
 import traceback
 from array import array
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
 from ._hashing import seed_for
+from ._records import Failure, GroupResult, MapContext, Status
 from ._sending import encode_message
 from ._sending import encode_result as encode_result  # the Ray/Dask task's too, reached from here
 from ._sending import scrub_unpicklable as scrub_unpicklable
 
 # Psets shorter than this are timed without the (costly) CPU clock: see run_group.
 CPU_CLOCK_WORTH = 50e-6
-
-
-class GroupResult(NamedTuple):
-    ran: Sequence[int]  # array('q') from workers; any sequence of ints is accepted
-    wall: Sequence[float]  # array('d')
-    iowait: Sequence[float]  # array('d')
-    ok: Sequence[int]  # array('q')
-    columns: dict[str, list[Any]]
-    absent: dict[str, list[int]]
-    failures: list[tuple[int, str, str, str]]
-    raw: dict[str, list[float]]
-
-
-class MapContext:
-    """Everything a worker needs for one map(), shipped once per map, not once per pset."""
-
-    def __init__(self, func: Callable[..., Any], user_kwargs: Any, name: str, backend: str,
-                 seed: int = 0, chdir: str | None = None, out_subdirs: int | None = None,
-                 copy_psets: bool = False, catch_interrupt: bool = True,
-                 sys_path: Sequence[str] | None = None, timed: bool = False,
-                 initializer: Callable[..., Any] | None = None, initargs: Sequence[Any] = (),
-                 init_key: str = "", psets_have_ray: bool = True) -> None:
-        self.func = func
-        self.user_kwargs = user_kwargs
-        self.name = name
-        self.backend = backend
-        self.seed = seed
-        self.chdir = chdir
-        self.out_subdirs = out_subdirs
-        self.copy_psets = copy_psets  # in-process backends must not hand the user's own dict over
-        self.catch_interrupt = catch_interrupt  # in-process, Ctrl-C must interrupt, not fail a pset
-        self.sys_path = list(sys_path) if sys_path is not None else None
-        self.timed = timed  # a timeout is set: the slot also records when each pset started
-        # init(initializer=f, initargs=...): f(*initargs) runs once per worker process, before its
-        # first pset; init_key tells one init() session's initializer from another's
-        self.initializer = initializer
-        self.initargs = tuple(initargs)
-        self.init_key = init_key
-        # may a pset hold a 'ray' key (the engine knows every key)? If not, no pset is looked at for it
-        self.psets_have_ray = psets_have_ray
-        if out_subdirs:
-            self.subdir_digits = max(1, len(str(out_subdirs - 1)))
 
 
 class SystemKwargs(dict):  # type: ignore[type-arg]
@@ -207,7 +157,7 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     iowait = array("d")
     columns: dict[str, list[Any]] = {}
     absent: dict[str, list[int]] = {}
-    failures: list[tuple[int, str, str, str]] = []
+    failures: list[Failure] = []
     raw: dict[str, list[float]] = {}
     catch: type[BaseException] | tuple[type[BaseException], ...] = (
         BaseException if ctx.catch_interrupt else (Exception, SystemExit))
@@ -243,8 +193,8 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
             ret = func(pset, system_kwargs, user_kwargs)
             status = None
         except catch as exc:
-            status = "exception" if isinstance(exc, Exception) else "crashed"
-            failure = (position, status, repr(exc), traceback.format_exc())
+            status = Status.EXCEPTION if isinstance(exc, Exception) else Status.CRASHED
+            failure = Failure(position, status, repr(exc), traceback.format_exc())
         t1 = perf()
         wall.append(t1 - t0)
         if precise:
@@ -258,8 +208,8 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
             for key, values in raw_stats.items():
                 raw.setdefault(key, []).extend(values if isinstance(values, list) else [values])
         if status is None and ret is not None and not isinstance(ret, dict):
-            status = "exception"
-            failure = (position, status, _describe_bad_return(ret), "")
+            status = Status.EXCEPTION
+            failure = Failure(position, status, _describe_bad_return(ret), "")
         if status is not None:
             failures.append(failure)
             continue
@@ -281,7 +231,7 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
         _share_iowait(iowait, estimated, wall, cpu() - group_c0)
     ran = array("q", positions)
     if failures:
-        failed = {f[0] for f in failures}
+        failed = {f.position for f in failures}
         ok = array("q", [p for p in positions if p not in failed])
     else:
         ok = ran

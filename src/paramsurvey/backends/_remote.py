@@ -35,9 +35,10 @@ from typing import Any
 
 from .. import _hashing, _pickling
 from .. import _worker as _worker_module
-from .._worker import GroupResult, InitializerFailed, MapContext, Slot, encode_result, run_group
+from .._records import Failure, GroupDone, GroupResult, MapContext, PsetLost, Status, Task
+from .._worker import InitializerFailed, Slot, encode_result, run_group
 from ..exceptions import ArgumentTypeError, BackendError
-from .base import THREADS_SET_BY_PARAMSURVEY, GroupDone, PsetLost, Task
+from .base import THREADS_SET_BY_PARAMSURVEY
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Maps whose context a worker process keeps: the current one, and one more for a map that begins
@@ -66,10 +67,9 @@ _contexts_lock = threading.Lock()
 def make_setup(ctx: MapContext, timeout: float | None, report_to: tuple[str, int] | None = None) -> bytes:
     """Everything a worker needs for one map, pickled once (the context itself by value where it
     must be: lambdas, closures and functions of __main__, keeping their real file names so that a
-    failed pset's traceback points at the user's code)."""
-    ctx.copy_psets = False  # psets arrive as fresh copies: the worker cannot change the caller's
-    ctx.catch_interrupt = True  # a KeyboardInterrupt in a remote worker is the pset's failure
-    ctx.timed = False
+    failed pset's traceback points at the user's code). The context is as the engine built it from
+    the backend's needs: psets arrive as fresh copies (none to make), a KeyboardInterrupt in a
+    remote worker is its pset's failure, and the alarm, not a slot, keeps each pset's time."""
     try:
         blob = _pickling.dumps_by_value(ctx)
     except Exception as exc:
@@ -117,17 +117,18 @@ def decode(payload: Any, task: Task) -> GroupResult:
 def extract_timeouts(result: GroupResult, task: Task) -> tuple[GroupResult, list[PsetLost]]:
     """Psets interrupted at their timeout, taken out of a group's result as PsetLost outcomes, so
     that the engine treats them as on every backend (``retries`` runs them again)."""
-    timed_out = {f[0] for f in result.failures if f[1] == "timeout"}
+    timed_out = [f for f in result.failures if f.status == Status.TIMEOUT]
     if not timed_out:
         return result, []
     where = {position: i for i, position in enumerate(task.positions)}
-    lost = [PsetLost(p, task.psets[where[p]], task.attempt, "timeout", exc)
-            for p, status, exc, _ in result.failures if status == "timeout"]
-    keep = [i for i, p in enumerate(result.ran) if p not in timed_out]
+    lost = [PsetLost(f.position, task.psets[where[f.position]], task.attempt, Status.TIMEOUT, f.exception)
+            for f in timed_out]
+    gone = {f.position for f in timed_out}
+    keep = [i for i, p in enumerate(result.ran) if p not in gone]
     return result._replace(
         ran=[result.ran[i] for i in keep], wall=[result.wall[i] for i in keep],
         iowait=[result.iowait[i] for i in keep],
-        failures=[f for f in result.failures if f[1] != "timeout"]), lost
+        failures=[f for f in result.failures if f.status != Status.TIMEOUT]), lost
 
 
 def split_by(task: Task, key: str) -> list[tuple[Any, Task]]:
@@ -177,7 +178,7 @@ def failed_group(positions: Sequence[int], psets: Sequence[dict[str, Any]],
     n = len(positions)
     messages = [message] * n if isinstance(message, str) else list(message)
     return GroupResult(list(positions), [0.0] * n, [0.0] * n, [], {}, {},
-                       [(p, "exception", m, "") for p, m in zip(positions, messages)], {})
+                       [Failure(p, Status.EXCEPTION, m, "") for p, m in zip(positions, messages)], {})
 
 
 def map_given(init_options: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -420,8 +421,8 @@ def _install_alarm(alarm: _Alarm) -> None:
 
 def _mark_timeouts(result: GroupResult, fired: set[int], timeout: float) -> GroupResult:
     message = f"pset ran past its timeout of {timeout:g} s and was interrupted"
-    failures = [(p, "timeout", message, tb) if p in fired and status == "crashed" else (p, status, exc, tb)
-                for p, status, exc, tb in result.failures]
+    failures = [f._replace(status=Status.TIMEOUT, exception=message)
+                if f.position in fired and f.status == Status.CRASHED else f for f in result.failures]
     return result._replace(failures=failures)
 
 

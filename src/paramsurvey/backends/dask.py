@@ -41,12 +41,12 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from .._config import Settings
-from .._worker import MapContext
+from .._records import GroupDone, MapContext, Outcome, PsetLost, Status, Task
 from ..exceptions import BackendError
 from ..utils import resolve_ncores
 from . import _remote
 from ._dask_options import CLUSTER_KEYS, TASK_KEYS, check_settings, check_task_options
-from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, Backend, GroupDone, Outcome, PsetLost, Task, crash_message
+from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, Backend, crash_message
 
 log = logging.getLogger("paramsurvey")
 
@@ -436,7 +436,7 @@ class DaskBackend(Backend):
             self._launch(task, options, solo)
         elif solo:
             message = crash_message(engine_says=f"Dask says {reason}")
-            outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed", message))
+            outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, Status.CRASHED, message))
         else:
             self.suspects.append((task, options))
 

@@ -36,21 +36,11 @@ from typing import Any
 import ray
 
 from .._config import Settings
-from .._worker import MapContext
+from .._records import GroupDone, MapContext, Outcome, PsetLost, Status, Task
 from ..exceptions import ArgumentError, ArgumentTypeError, BackendError
 from ..utils import resolve_ncores
 from . import _remote, _watchdog
-from .base import (
-    CRASH_ISOLATION,
-    MAX_TASKS_PER_CHILD,
-    TIMEOUT,
-    Backend,
-    GroupDone,
-    Outcome,
-    PsetLost,
-    Task,
-    crash_message,
-)
+from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, crash_message
 
 log = logging.getLogger("paramsurvey")
 
@@ -434,7 +424,7 @@ class RayBackend(Backend):
         i = task.positions.index(position)
         message = (f"pset ran past its timeout of {self.timeout:g} s where no signal reaches it (e.g. C code "
                    "holding the GIL) and was stopped with its worker process")
-        outcomes.append(PsetLost(position, task.psets[i], task.attempt, "timeout", message))
+        outcomes.append(PsetLost(position, task.psets[i], task.attempt, Status.TIMEOUT, message))
         rest = [j for j in range(len(task.positions)) if j != i]
         if rest:
             self._launch(_remote.subset(task, rest), options)
@@ -449,7 +439,7 @@ class RayBackend(Backend):
             return
         first_line = (str(exc).strip().splitlines() or [""])[0]
         message = crash_message(engine_says=f"Ray says {type(exc).__name__}: {first_line}")
-        outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed", message))
+        outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, Status.CRASHED, message))
 
     def cancel(self) -> None:
         """Ctrl-C: kill every task in flight (force: the worker process goes; Ray starts others)."""
