@@ -118,6 +118,17 @@ class MapContext:
             object.__setattr__(self, "subdir_digits", max(1, len(str(self.out_subdirs - 1))))
 
 
+def failed_group(positions: Sequence[int], psets: Sequence[dict[str, Any]],
+                 message: str | Sequence[str]) -> GroupResult:
+    """Every pset of a group that could not run (e.g. bad per-pset options) as an 'exception'
+    failure, so the survey goes on and the reason lands in ``missing``. ``message``: one for all,
+    or one per pset."""
+    n = len(positions)
+    messages = [message] * n if isinstance(message, str) else list(message)
+    return GroupResult(list(positions), [0.0] * n, [0.0] * n, [], {}, {},
+                       [Failure(p, Status.EXCEPTION, m, "") for p, m in zip(positions, messages)], {})
+
+
 class PsetWatch(Protocol):
     """Hears of each pset of a group as it starts, and of the group's end, inside the worker
     (``run_group``'s ``watch``): the multiprocessing slot, the Ray alarm, the Dask cancel-watch.

@@ -36,6 +36,10 @@ from ._sending import scrub_unpicklable as scrub_unpicklable
 
 # Psets shorter than this are timed without the (costly) CPU clock: see run_group.
 CPU_CLOCK_WORTH = 50e-6
+# A Failure made without a Python-level frame (a NamedTuple's own __new__ is one): a pset's
+# timeout alarm (backends._task) that lands in a frame not of paramsurvey's own files is raised
+# there, and raised in __new__ it would escape the try block that records the pset's failure.
+_failure = functools.partial(tuple.__new__, Failure)
 
 
 class SystemKwargs(dict):  # type: ignore[type-arg]
@@ -194,7 +198,7 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
             status = None
         except catch as exc:
             status = Status.EXCEPTION if isinstance(exc, Exception) else Status.CRASHED
-            failure = Failure(position, status, repr(exc), traceback.format_exc())
+            failure = _failure((position, status, repr(exc), traceback.format_exc()))
         t1 = perf()
         wall.append(t1 - t0)
         if precise:
@@ -209,7 +213,7 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
                 raw.setdefault(key, []).extend(values if isinstance(values, list) else [values])
         if status is None and ret is not None and not isinstance(ret, dict):
             status = Status.EXCEPTION
-            failure = Failure(position, status, _describe_bad_return(ret), "")
+            failure = _failure((position, status, _describe_bad_return(ret), ""))
         if status is not None:
             failures.append(failure)
             continue

@@ -45,11 +45,10 @@ import cloudpickle
 from .. import _zygote
 from .._config import Settings
 from .._pickling import dumps_by_value
-from .._records import GroupDone, GroupResult, MapContext, Outcome, PsetLost, Status, Task
+from .._records import GroupDone, GroupResult, MapContext, Outcome, PsetLost, Status, Task, failed_group
 from .._worker import Slot
 from ..exceptions import ArgumentError, ArgumentTypeError, BackendError
 from ..utils import resolve_ncores
-from ._remote import failed_group
 from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, describe_wait_status
 
 # Groups queued on a worker beyond the one it runs: 1 hides the round trip between groups.
