@@ -64,3 +64,57 @@ def test_users_see_plain_string_statuses(backend):
     assert all(type(s) is str for s in statuses), [type(s) for s in statuses]
     assert [s for s in seen if s is not None] == ["exception", "exception"]
     assert all(type(s) is str for s in seen if s is not None)
+
+
+class _Heard:
+    """A PsetWatch that notes what it hears, and ends the group at ``stop_at`` (as Dask's
+    cancel-watch does when its task was cancelled)."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.events: list[object] = []
+        self.stop_at = stop_at
+
+    def starting(self, position: int) -> None:
+        self.events.append(position)
+        if position == self.stop_at:
+            raise _Stop
+
+    def finished(self) -> None:
+        self.events.append("end")
+
+
+class _Stop(BaseException):
+    pass
+
+
+def _noted(pset, system_kwargs, user_kwargs):
+    return {"seen": pset["x"]}
+
+
+def test_run_group_tells_its_watch_each_pset_as_it_starts_and_the_groups_end():
+    from paramsurvey._worker import run_group
+
+    ctx = MapContext(_noted, None, "watch", "serial")
+    watch = _Heard()
+    result = run_group(ctx, [5, 7, 9], [{"x": 5}, {"x": 7}, {"x": 9}], 0, watch)
+    assert watch.events == [5, 7, 9, "end"]
+    assert result.columns["seen"] == [5, 7, 9]
+    stopping = _Heard(stop_at=7)
+    with pytest.raises(_Stop):  # a watch ends the group before the pset it was told of runs
+        run_group(ctx, [5, 7, 9], [{"x": 5}, {"x": 7}, {"x": 9}], 0, stopping)
+    assert stopping.events == [5, 7]
+
+
+def test_the_multiprocessing_slot_is_a_watch_over_its_shared_memory():
+    import mmap
+    import time
+
+    from paramsurvey._worker import Slot
+
+    view = memoryview(mmap.mmap(-1, 16)).cast("d")
+    slot = Slot(view, timed=True)
+    before = time.monotonic()
+    slot.starting(12)
+    assert view[0] == 12.0 and before <= view[1] <= time.monotonic()
+    slot.finished()
+    assert view[0] == Slot.IDLE

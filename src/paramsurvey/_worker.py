@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._hashing import seed_for
-from ._records import Failure, GroupResult, MapContext, Status
+from ._records import Failure, GroupResult, MapContext, PsetWatch, Status
 from ._sending import encode_message
 from ._sending import encode_result as encode_result  # the Ray/Dask task's too, reached from here
 from ._sending import scrub_unpicklable as scrub_unpicklable
@@ -70,21 +70,27 @@ class Slot:
     """A shared 2-double slot the driver reads: which pset this worker runs now and since when.
 
     It lets the driver blame exactly one pset when a worker dies, and enforce per-pset timeouts,
-    without a message per pset. ``position`` is -1 when idle, -2 while sending results.
+    without a message per pset. ``position`` is -1 when idle, -2 while sending results. The
+    multiprocessing worker's ``PsetWatch``: run_group calls ``starting`` as each pset starts.
     """
 
     IDLE, SENDING = -1.0, -2.0
 
     def __init__(self, view: Any, timed: bool = True) -> None:  # a memoryview cast to doubles
         self.view = view
-        self.timed = timed
+        self.timed = timed  # a timeout is set: the driver also reads when each pset started
+
+    def starting(self, position: int) -> None:
+        view = self.view
+        if self.timed:
+            view[1] = time.monotonic()
+        view[0] = position + 0.0
+
+    def finished(self) -> None:
+        self.view[0] = Slot.IDLE
 
     def set(self, state: float) -> None:
-        if self.view is not None:
-            self.view[0] = state
-
-
-NO_SLOT = Slot(None)
+        self.view[0] = state
 
 
 class InitializerFailed(Exception):
@@ -146,9 +152,10 @@ def _describe_bad_return(ret: Any) -> str:
 
 
 def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[str, Any]], attempt: int,
-              slot: Slot = NO_SLOT) -> GroupResult:
+              watch: PsetWatch | None = None) -> GroupResult:
     """Run ctx.func on each pset of one group; never raises for a pset's failure (an initializer
-    that fails raises InitializerFailed before any pset runs)."""
+    that fails raises InitializerFailed before any pset runs). ``watch`` hears of each pset as it
+    starts, and of the group's end (it may end the group early by raising)."""
     ensure_initialized(ctx)
     perf, cpu = time.perf_counter, time.process_time
     func, user_kwargs = ctx.func, ctx.user_kwargs
@@ -165,7 +172,7 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     raw: dict[str, list[float]] = {}
     catch: type[BaseException] | tuple[type[BaseException], ...] = (
         BaseException if ctx.catch_interrupt else (Exception, SystemExit))
-    view, timed, mono = slot.view, slot.timed, time.monotonic
+    starting = watch.starting if watch is not None else None
     copy_psets, out_subdirs, map_seed, have_ray = ctx.copy_psets, ctx.out_subdirs, ctx.seed, ctx.psets_have_ray
     n_ok = 0
     # Reading the CPU clock costs ~2 us here (a system call), more than a trivial pset: read it per
@@ -174,10 +181,8 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     estimated: list[int] = []
     group_c0 = cpu()
     for position, pset in zip(positions, psets):
-        if view is not None:  # tell the driver which pset runs, and since when (timeouts)
-            if timed:
-                view[1] = mono()
-            view[0] = position + 0.0
+        if starting is not None:  # e.g. tell the driver which pset runs, and since when (timeouts)
+            starting(position)
         if copy_psets:
             pset = dict(pset)
         raw_stats: dict[str, list[float]] = {}
@@ -230,7 +235,8 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
         elif columns:
             _pad(columns, absent, n_ok)
         n_ok += 1
-    slot.set(Slot.IDLE)
+    if watch is not None:
+        watch.finished()
     if estimated:
         _share_iowait(iowait, estimated, wall, cpu() - group_c0)
     ran = array("q", positions)
@@ -342,10 +348,9 @@ def _initialize(ctx: MapContext, slot: Slot, first_position: int) -> None:
     not started (the deadline is infinitely far): set-up time is not the pset's."""
     if ctx.initializer is None or _initialized_key == ctx.init_key:
         return
-    if slot.view is not None:
-        if slot.timed:
-            slot.view[1] = math.inf
-        slot.view[0] = float(first_position)
+    if slot.timed:
+        slot.view[1] = math.inf
+    slot.view[0] = float(first_position)
     try:
         ensure_initialized(ctx)
     finally:

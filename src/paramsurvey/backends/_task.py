@@ -25,8 +25,8 @@ from typing import Any
 
 from .. import _hashing
 from .. import _worker as _worker_module
-from .._records import GroupResult, MapContext, Status, failed_group
-from .._worker import InitializerFailed, Slot, encode_result, run_group
+from .._records import GroupResult, MapContext, PsetWatch, Status, failed_group
+from .._worker import InitializerFailed, encode_result, run_group
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Maps whose context a worker process keeps: the current one, and one more for a map that begins
@@ -48,9 +48,10 @@ _contexts_lock = threading.Lock()
 
 
 def run_task(token: str, fetch: Callable[[], bytes], packed: bytes, attempt: int, cores: int,
-             view: SlotView | None = None) -> Any:
+             watch: PsetWatch | None = None) -> Any:
     """The body of every Ray/Dask task: run one group (``pack``ed), return it pickled (or a setup
-    error). ``view``, if given, hears of each pset as it starts (see SlotView)."""
+    error). ``watch``, if given, hears of each pset as it starts (Dask's cancel-watch); with a
+    timeout, the alarm does."""
     try:
         ctx, home, user_threads, timeout, report_to = _context(token, fetch)
     except BaseException as exc:
@@ -70,10 +71,9 @@ def run_task(token: str, fetch: Callable[[], bytes], packed: bytes, attempt: int
             return pickle.dumps(failed_group(positions, psets, message))
     alarm = None
     if timeout is not None:
-        alarm = view = _Alarm(timeout, attempt, _watchdog_link.begin(token, report_to, timeout + HARD_TIMEOUT_GRACE))
-    slot = Slot(view, timed=False) if view is not None else _worker_module.NO_SLOT
+        alarm = watch = _Alarm(timeout, attempt, _watchdog_link.begin(token, report_to, timeout + HARD_TIMEOUT_GRACE))
     try:
-        result = run_group(ctx, positions, psets, attempt, slot)
+        result = run_group(ctx, positions, psets, attempt, watch)
     except InitializerFailed as exc:  # no pset can run here: the driver stops the map, naming it
         return ("setup_error", exc.message, exc.traceback, INITIALIZER)
     if alarm is not None and alarm.fired:
@@ -105,20 +105,7 @@ class PsetTimeout(BaseException):
     user's code must not swallow it)."""
 
 
-class SlotView:
-    """Stands in for the shared memory a multiprocessing worker's ``Slot`` writes to: ``run_group``
-    stores each pset's position in ``view[0]`` as the pset starts, and -1 when the group is done.
-    Subclasses act on it in the worker itself."""
-
-    def __setitem__(self, index: int, value: float) -> None:
-        if index == 0:
-            self.position(int(value))
-
-    def position(self, position: int) -> None:
-        raise NotImplementedError
-
-
-class _Alarm(SlotView):
+class _Alarm:
     """Per-pset timeout, in two layers. SIGALRM, in the worker process's main thread (where Ray
     runs tasks): the timer is armed as each pset starts; the handler raises PsetTimeout inside the
     pset, and the group goes on. A pset stuck where no signal handler runs (C code that holds the
@@ -134,7 +121,15 @@ class _Alarm(SlotView):
         if self.signals:
             _install_alarm(self)
 
-    def position(self, position: int) -> None:
+    def starting(self, position: int) -> None:
+        """A pset starts: its timer (and the watchdog's) starts now."""
+        self._running(position)
+
+    def finished(self) -> None:
+        """The group is done: no timer runs until its next group."""
+        self._running(-1)
+
+    def _running(self, position: int) -> None:
         if self.signals:
             signal.setitimer(signal.ITIMER_REAL, 0)
         self.current = position

@@ -95,9 +95,9 @@ class _Abandoned(BaseException):
     """Our task was cancelled while it ran: stop the group at once."""
 
 
-class _CancelWatch(_task.SlotView):
-    """As each pset starts (at most every CANCEL_CHECK seconds), ask this worker whether our task
-    still stands; if not, end the group there."""
+class _CancelWatch:
+    """A ``PsetWatch``: as each pset starts (at most every CANCEL_CHECK seconds), ask this worker
+    whether our task still stands; if not, end the group there."""
 
     def __init__(self, worker: Any, key: Any) -> None:
         self.worker = worker
@@ -114,14 +114,17 @@ class _CancelWatch(_task.SlotView):
         except Exception:  # not in a worker thread (or Dask changed): run without the check
             return None
 
-    def position(self, position: int) -> None:
+    def starting(self, position: int) -> None:
         now = time.monotonic()
-        if position < 0 or now < self.next_check:
+        if now < self.next_check:
             return
         self.next_check = now + CANCEL_CHECK
         state = self.worker.state.tasks.get(self.key)
         if state is None or state.state in ("cancelled", "released", "forgotten"):
             raise _Abandoned()
+
+    def finished(self) -> None:
+        pass  # nothing to stop once the group is done
 
 
 class DaskBackend(ClusterBackend):
