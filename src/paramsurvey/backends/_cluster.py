@@ -13,6 +13,7 @@ are ``_remote``'s.
 
 from __future__ import annotations
 
+import abc
 import logging
 import time
 import uuid
@@ -59,9 +60,9 @@ class ClusterBackend(Backend):
         self.checked: set[Hashable] = set()
 
     # -- the engine's hooks ---------------------------------------------------------------------
+    @abc.abstractmethod
     def _launch(self, task: Task, options: dict[str, Any], solo: bool = False) -> None:
-        """Hand one piece to the cluster with these task options (a subclass's own)."""
-        raise NotImplementedError
+        """Hand one piece to the cluster with these task options, noting it in ``pending``."""
 
     def _pset_options(self, options: Any) -> dict[str, Any]:
         """A pset's own task options, checked and normalized; TypeError or ValueError fails its
