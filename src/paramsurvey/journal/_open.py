@@ -17,7 +17,7 @@ import numpy as np
 
 from .._config import Settings
 from .._psets import PsetSource
-from .._records import Failure, GroupResult
+from .._records import Failure, GroupResult, Status
 from ..exceptions import JournalError
 from ._arrow import typed
 from ._build import STATUSES, pset_columns
@@ -143,7 +143,7 @@ def _adopt(rows: JournalRows, match: Match) -> _Plan:
                        iowait=np.nan_to_num(rows.iowait[ran_rows]).tolist(), ok=match.ok_pos.tolist(),
                        columns=ok_columns, absent={}, failures=failures, raw=rows.raw_timers())
     adopted = dict.fromkeys(STATUSES, 0)
-    adopted["ok"] = len(match.ok_pos)
+    adopted[Status.OK.value] = len(match.ok_pos)
     for failure in failures:
         adopted[failure.status] = adopted.get(failure.status, 0) + 1
     return _Plan(match.todo.tolist(), [done], adopted)
