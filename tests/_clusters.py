@@ -192,6 +192,20 @@ class RayCluster:
     def procs(self) -> list[Proc]:
         return [self.head, *self.nodes]
 
+    # -- what a test of both engines asks of either cluster: a member that joins, then dies --
+    MEMBER_CORES = 2  # a member is a node of 2 CPUs
+
+    def add_member(self) -> Proc:
+        return self.add_node(EXTRA_IP, num_cpus=self.MEMBER_CORES)
+
+    def wait_for_members(self) -> None:
+        """Until every node started has joined (the head too)."""
+        self.wait_for_nodes(1 + len(self.nodes))
+
+    def remove_member(self, member: Proc) -> None:
+        member.stop()
+        self.nodes.remove(member)
+
     def stop(self) -> None:
         for node in reversed(self.nodes):
             node.stop()
@@ -260,6 +274,20 @@ class DaskCluster:
 
     def procs(self) -> list[Proc]:
         return [self.scheduler, *self.workers]
+
+    # -- what a test of both engines asks of either cluster: a member that joins, then dies --
+    MEMBER_CORES = 1  # a member is a worker of 1 thread
+
+    def add_member(self) -> Proc:
+        return self.add_worker()
+
+    def wait_for_members(self) -> None:
+        """Until every worker started has joined."""
+        self.wait_for_workers(len(self.workers))
+
+    def remove_member(self, member: Proc) -> None:
+        member.stop()
+        self.workers.remove(member)
 
     def stop(self) -> None:
         for worker in reversed(self.workers):

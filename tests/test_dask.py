@@ -1,6 +1,6 @@
 """The Dask backend beyond the contract: a real scheduler and workers from the ``dask`` command line
-(one worker with the resource ``special``), a worker killed mid-survey, Ctrl-C on paramsurvey's own
-cluster and on a user's, what Dask cannot do, and the install hint."""
+(one worker with the resource ``special``), Ctrl-C on paramsurvey's own cluster and on a user's,
+what Dask cannot do, and the install hint. A worker killed mid-survey: test_remote.py."""
 
 from __future__ import annotations
 
@@ -117,44 +117,6 @@ def test_a_pset_that_cannot_be_sent_fails_alone(dask_cluster):
     assert results["y"].tolist() == [2, 6]
     assert results.missing["x"].tolist() == [2]
     assert "pickle" in results.missing["_exception"].iloc[0]
-
-
-@pytest.mark.timeout(180)
-def test_a_worker_killed_mid_survey_loses_nothing(dask_cluster, tmp_path):
-    """A third worker joins; once psets run there, it is SIGKILLed with its nanny (a machine that
-    dies). Its psets run again elsewhere and every result arrives exactly once."""
-    worker = dask_cluster.add_worker()
-    killed = []
-    try:
-        dask_cluster.wait_for_workers(3)
-        init_on(dask_cluster)
-        marks = tmp_path / "marks"
-        marks.mkdir()
-        victims = pids_of(worker)
-
-        def kill_when_busy():
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                victims.update(pids_of(worker))
-                if any(int(name.split("-")[2]) in victims for name in os.listdir(marks)):
-                    worker.kill()
-                    killed.append(time.monotonic())
-                    return
-                time.sleep(0.02)
-
-        killer = threading.Thread(target=kill_when_busy)
-        killer.start()
-        psets = [{"x": i, "sleep": 0.2} for i in range(60)]
-        results = paramsurvey.map(workers.marker, psets, user_kwargs={"dir": str(marks)})
-        killer.join()
-    finally:
-        worker.stop()
-        dask_cluster.workers.remove(worker)
-    assert killed, "no pset ever ran on the third worker"
-    assert results.results.index.tolist() == list(range(60))  # each once, none missing
-    assert results["y"].tolist() == [10 * i for i in range(60)]
-    assert len(results.missing) == 0 and results.progress.finished == 60
-    assert {int(name.split("-")[0]) for name in os.listdir(marks)} == set(range(60))
 
 
 def test_ctrl_c_on_a_users_cluster_stops_the_running_group(dask_cluster, tmp_path):

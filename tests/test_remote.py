@@ -1,9 +1,12 @@
 """What Ray and Dask share, tested on both real loopback clusters: per-worker set-up, options
-checked before any pset runs, one bad pset costing one pset, and results the driver cannot load."""
+checked before any pset runs, one bad pset costing one pset, results the driver cannot load, and a
+member of the cluster killed mid-survey."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import _clusters
 import pytest
@@ -198,3 +201,55 @@ def test_a_failed_psets_traceback_names_the_users_file_and_line(remote):
     tb = results.missing["_traceback"].iloc[0]
     assert f'File "{__file__}"' in tb
     assert "raise ValueError(f\"{pset['x']} is over the limit\")" in tb
+
+
+# -- 5. a machine that dies ---------------------------------------------------------------------------
+# Cores of each shared cluster before a member joins (see _clusters: Ray's head 2 + node 1, Dask's
+# two one-thread workers).
+SHARED_CORES = {"ray": 3, "dask": 2}
+# Long enough that psets are seen running on the member before the survey is over.
+PSET_SECONDS = {"ray": 0.3, "dask": 0.2}
+
+
+@pytest.mark.timeout(180)
+def test_a_member_killed_mid_survey_loses_nothing(remote, tmp_path):
+    """A member joins (a Ray node, a Dask worker with its nanny); once psets run there, it is
+    SIGKILLed whole (a machine that dies). Its psets run again elsewhere and every result arrives
+    exactly once; the cluster then counts the cores it has left."""
+    backend, cluster = remote
+    member = cluster.add_member()
+    killed = []
+    try:
+        cluster.wait_for_members()
+        init_on(remote)
+        assert paramsurvey.current_core_count() == SHARED_CORES[backend] + cluster.MEMBER_CORES
+        marks = tmp_path / "marks"
+        marks.mkdir()
+        victims = {p.pid for p in member.family()}
+
+        def kill_when_busy():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                victims.update(p.pid for p in member.family())
+                if any(int(name.split("-")[2]) in victims for name in os.listdir(marks)):
+                    member.kill()
+                    killed.append(time.monotonic())
+                    return
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=kill_when_busy)
+        killer.start()
+        psets = [{"x": i, "sleep": PSET_SECONDS[backend]} for i in range(60)]
+        results = paramsurvey.map(workers.marker, psets, user_kwargs={"dir": str(marks)})
+        killer.join()
+    finally:
+        cluster.remove_member(member)
+    assert killed, "no pset ever ran on the member"
+    assert results.results.index.tolist() == list(range(60))  # each once, none missing
+    assert results["y"].tolist() == [10 * i for i in range(60)]
+    assert len(results.missing) == 0 and results.progress.finished == 60
+    assert {int(name.split("-")[0]) for name in os.listdir(marks)} == set(range(60))
+    deadline = time.monotonic() + 60
+    while paramsurvey.current_core_count() != SHARED_CORES[backend] and time.monotonic() < deadline:
+        time.sleep(0.5)  # the cluster notices the dead member
+    assert paramsurvey.current_core_count() == SHARED_CORES[backend]

@@ -53,6 +53,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import sys
 import threading
 from array import array
 from collections import deque
@@ -69,9 +70,9 @@ from ._columns import ColumnAccumulator
 from ._config import Settings
 from ._progress import Counters, ProgressReporter
 from ._psets import PsetSource
+from ._records import GroupDone, GroupResult, JournalSink, MapContext, PsetLost, Status, Task
 from ._results import MISSING_COLUMNS, MapResults
-from ._worker import GroupResult, MapContext
-from .backends.base import IN_PROCESS, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, GroupDone, PsetLost, Task
+from .backends.base import IN_PROCESS, MAX_TASKS_PER_CHILD, TIMEOUT, Backend
 from .exceptions import ArgumentError, Interrupted
 from .stats import PerfStats
 
@@ -122,7 +123,8 @@ class Survey:
     """Runs one map() on a started backend and returns its MapResults."""
 
     def __init__(self, backend: Backend, settings: Settings, func: Callable[..., Any], source: PsetSource,
-                 todo: Sequence[int] | None = None, journal: Any = None, carbon: Any = None) -> None:
+                 todo: Sequence[int] | None = None, journal: JournalSink | None = None,
+                 carbon: Any = None) -> None:
         self.backend = backend
         self.settings = settings
         self.func = func
@@ -138,7 +140,7 @@ class Survey:
                                          clock=self.clock)
         self.stats = PerfStats(vstats=settings.vstats, verbose=settings.verbose, clock=self.clock)
         self.accumulator = ColumnAccumulator()
-        self.failures: dict[int, tuple[str, str, str]] = {}
+        self.failures: dict[int, tuple[str, str, str]] = {}  # position -> (status, exception, traceback)
         self.done = np.zeros(len(source), dtype=bool)
         self.mean_seconds: float | None = None
         self.task_ids = 0
@@ -186,8 +188,8 @@ class Survey:
         finished, never run again, never handed to out_func or the journal a second time."""
         for result in previous:
             self._keep(result)
-            for position, status, exc, tb in result.failures:
-                self._count_failure(position, status, exc, tb)
+            for failure in result.failures:
+                self._count_failure(failure.position, failure.status, failure.exception, failure.traceback)
 
     def _keep(self, result: GroupResult) -> None:
         """Count a group's successes and keep its rows and timings (fresh or from a journal)."""
@@ -204,11 +206,7 @@ class Survey:
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> MapResults:
         settings = self.settings
-        ctx = MapContext(self.func, settings.user_kwargs, settings.name, self.backend.name, seed=settings.seed,
-                         chdir=settings.chdir, out_subdirs=settings.out_subdirs,
-                         initializer=settings.initializer, initargs=settings.initargs,
-                         init_key=self.backend.init_key(settings.initializer, settings.initargs),
-                         psets_have_ray="ray" in self.source.keys)
+        ctx = self._map_context()
         log.info("%s: starting map of %d psets on the %s backend", settings.name, len(self.todo),
                  self.backend.name, extra={"ps_verbose": 2})
         with self._sigint_guard():
@@ -230,6 +228,18 @@ class Survey:
         if self.interrupted:
             raise Interrupted(results)
         return results
+
+    def _map_context(self) -> MapContext:
+        """The map's one context, from the settings and what the backend says its workers need."""
+        settings, backend = self.settings, self.backend
+        return MapContext(self.func, settings.user_kwargs, settings.name, backend.name, seed=settings.seed,
+                          chdir=settings.chdir, out_subdirs=settings.out_subdirs,
+                          copy_psets=backend.copies_psets, catch_interrupt=backend.catches_interrupt,
+                          sys_path=list(sys.path) if backend.ships_sys_path else None,
+                          timed=backend.times_psets and settings.timeout is not None,
+                          initializer=settings.initializer, initargs=settings.initargs,
+                          init_key=backend.init_key(settings.initializer, settings.initargs),
+                          psets_have_ray="ray" in self.source.keys)
 
     def _loop(self) -> None:
         backend = self.backend
@@ -263,8 +273,8 @@ class Survey:
             mean = float(np.asarray(result.wall).mean())
             self.mean_seconds = mean if self.mean_seconds is None else (
                 EMA_WEIGHT * mean + (1 - EMA_WEIGHT) * self.mean_seconds)
-        for position, status, exc, tb in result.failures:
-            self._record_failure(position, status, exc, tb)
+        for failure in result.failures:
+            self._record_failure(*failure)
         if self.settings.out_func is not None:
             self._call_out_func(result)
         if self.journal is not None:
@@ -276,16 +286,16 @@ class Survey:
         """A pset that ended its own run (sys.exit, KeyboardInterrupt) is reported inside its group
         as 'crashed': run it again like a pset whose worker died, and take it out of the group, so
         that only its last attempt is counted, kept and journaled."""
-        crashed = {f[0]: f for f in result.failures if f[1] == "crashed"}
+        crashed = {f.position: f for f in result.failures if f.status == Status.CRASHED}
         if not crashed:
             return result
-        for (position, status, exc, _), pset in zip(crashed.values(), self.source.get(list(crashed))):
-            self._retry(position, pset, attempt, status, exc)
+        for failure, pset in zip(crashed.values(), self.source.get(list(crashed))):
+            self._retry(failure.position, pset, attempt, failure.status, failure.exception)
         keep = [i for i, position in enumerate(result.ran) if position not in crashed]
         return result._replace(
             ran=array("q", [result.ran[i] for i in keep]), wall=array("d", [result.wall[i] for i in keep]),
             iowait=array("d", [result.iowait[i] for i in keep]),
-            failures=[f for f in result.failures if f[0] not in crashed])
+            failures=[f for f in result.failures if f.position not in crashed])
 
     def _retry(self, position: int, pset: dict[str, Any], attempt: int, status: str, message: str) -> None:
         self.counters.retried += 1
@@ -308,13 +318,13 @@ class Survey:
     def _count_failure(self, position: int, status: str, exc: str, tb: str) -> None:
         counters = self.counters
         counters.failures += 1
-        if status == "exception":
+        if status == Status.EXCEPTION:
             counters.exceptions += 1
-        elif status == "crashed":
+        elif status == Status.CRASHED:
             counters.crashed += 1
-        elif status == "timeout":
+        elif status == Status.TIMEOUT:
             counters.timeouts += 1
-        self.failures[position] = (status, exc, tb)
+        self.failures[position] = (_plain(status), exc, tb)
 
     def _record_failure(self, position: int, status: str, exc: str, tb: str, lost: PsetLost | None = None) -> None:
         self._count_failure(position, status, exc, tb)
@@ -331,7 +341,8 @@ class Survey:
         if tb:
             log.info("%s: traceback of pset %d:\n%s", name, position, tb.rstrip(), extra={"ps_verbose": 2})
         if self.settings.out_func is not None and lost is not None:
-            self._out_func_call({"pset": lost.pset, "exception": exc, "traceback": tb, "status": status}, position)
+            self._out_func_call({"pset": lost.pset, "exception": exc, "traceback": tb, "status": _plain(status)},
+                                position)
 
     def _call_out_func(self, result: GroupResult) -> None:
         psets = self.source.get(result.ok)
@@ -341,9 +352,10 @@ class Survey:
             row = {k: result.columns[k][i] for k in keys if i not in absent.get(k, ())}
             self._out_func_call({"pset": pset, "result": row}, position)
         if result.failures:
-            failed = self.source.get([f[0] for f in result.failures])
-            for (position, status, exc, tb), pset in zip(result.failures, failed):
-                self._out_func_call({"pset": pset, "exception": exc, "traceback": tb, "status": status}, position)
+            failed = self.source.get([f.position for f in result.failures])
+            for failure, pset in zip(result.failures, failed):
+                self._out_func_call({"pset": pset, "exception": failure.exception, "traceback": failure.traceback,
+                                     "status": _plain(failure.status)}, failure.position)
 
     def _out_func_call(self, user_ret: dict[str, Any], position: int) -> None:
         out_func = self.settings.out_func
@@ -365,7 +377,8 @@ class Survey:
         for position in not_done.tolist():
             counters.cancelled += 1
             counters.failures += 1
-            self.failures[position] = ("cancelled", "cancelled: the map was interrupted before this pset finished", "")
+            self.failures[position] = (Status.CANCELLED.value,
+                                       "cancelled: the map was interrupted before this pset finished", "")
         counters.active = 0
         progress = self.reporter.close(counters)
         if self.journal is not None:
@@ -430,3 +443,8 @@ class Survey:
         finally:
             signal.signal(signal.SIGINT, previous)
 
+
+def _plain(status: str) -> str:
+    """A status as the plain string users see (``_status``, out_func): a Status is a str subclass,
+    whose type and repr would show."""
+    return str(status)

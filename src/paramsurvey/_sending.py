@@ -9,10 +9,9 @@ from __future__ import annotations
 import pickle
 from array import array
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ._worker import GroupResult
+from ._records import Failure, GroupResult, Status
 
 # Values of these types always load again once pickled: a result column of them needs no check.
 _SURE_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None)})
@@ -99,7 +98,7 @@ def scrub_unpicklable(result: GroupResult, error: BaseException) -> GroupResult:
     keep = [i for i in range(len(result.ok)) if i not in bad_rows]
     failures = list(result.failures)
     for i in sorted(bad_rows):
-        failures.append((result.ok[i], "exception", bad_rows[i], ""))
+        failures.append(Failure(result.ok[i], Status.EXCEPTION, bad_rows[i], ""))
     columns = {k: [v[i] for i in keep] for k, v in result.columns.items()}
     remap = {old: new for new, old in enumerate(keep)}
     absent = {k: [remap[i] for i in v if i in remap] for k, v in result.absent.items()}

@@ -4,17 +4,8 @@ it raises, and hand back compact records.
 Standard library only at import (plus cloudpickle, lazily, to load the function): worker processes
 import this module and must start in milliseconds, not in the quarter second pandas takes.
 
-A group's outcome is one ``GroupResult`` tuple, column-major so that it pickles small and the driver
-can turn it into numpy columns without touching a dict per row::
-
-    ran       positions of every pset run, in order
-    wall      wallclock seconds of each, aligned with ran
-    iowait    wallclock minus CPU seconds of each (floored at 0), aligned with ran
-    ok        positions of the psets that returned a result (a dict or None)
-    columns   result key -> values, aligned with ok (None where a row lacks the key)
-    absent    result key -> offsets into ok where the key was absent
-    failures  (position, status, repr of exception, traceback) for each failed pset
-    raw       user timers: name -> list of seconds (from system_kwargs['raw_stats'])
+A group's outcome is one ``GroupResult`` (column-major: see ``_records``, where every record that
+crosses layers is defined), its failures ``Failure`` records with a ``Status``.
 
 Before a process's first pset, ``ensure_initialized`` runs init()'s initializer once (every
 backend). ``serve`` is the multiprocessing worker's loop; after each group it puts back what a
@@ -34,58 +25,21 @@ import threading
 import time
 import traceback
 from array import array
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
 from ._hashing import seed_for
+from ._records import Failure, GroupResult, MapContext, PsetWatch, Status
 from ._sending import encode_message
 from ._sending import encode_result as encode_result  # the Ray/Dask task's too, reached from here
 from ._sending import scrub_unpicklable as scrub_unpicklable
 
 # Psets shorter than this are timed without the (costly) CPU clock: see run_group.
 CPU_CLOCK_WORTH = 50e-6
-
-
-class GroupResult(NamedTuple):
-    ran: Sequence[int]  # array('q') from workers; any sequence of ints is accepted
-    wall: Sequence[float]  # array('d')
-    iowait: Sequence[float]  # array('d')
-    ok: Sequence[int]  # array('q')
-    columns: dict[str, list[Any]]
-    absent: dict[str, list[int]]
-    failures: list[tuple[int, str, str, str]]
-    raw: dict[str, list[float]]
-
-
-class MapContext:
-    """Everything a worker needs for one map(), shipped once per map, not once per pset."""
-
-    def __init__(self, func: Callable[..., Any], user_kwargs: Any, name: str, backend: str,
-                 seed: int = 0, chdir: str | None = None, out_subdirs: int | None = None,
-                 copy_psets: bool = False, catch_interrupt: bool = True,
-                 sys_path: Sequence[str] | None = None, timed: bool = False,
-                 initializer: Callable[..., Any] | None = None, initargs: Sequence[Any] = (),
-                 init_key: str = "", psets_have_ray: bool = True) -> None:
-        self.func = func
-        self.user_kwargs = user_kwargs
-        self.name = name
-        self.backend = backend
-        self.seed = seed
-        self.chdir = chdir
-        self.out_subdirs = out_subdirs
-        self.copy_psets = copy_psets  # in-process backends must not hand the user's own dict over
-        self.catch_interrupt = catch_interrupt  # in-process, Ctrl-C must interrupt, not fail a pset
-        self.sys_path = list(sys_path) if sys_path is not None else None
-        self.timed = timed  # a timeout is set: the slot also records when each pset started
-        # init(initializer=f, initargs=...): f(*initargs) runs once per worker process, before its
-        # first pset; init_key tells one init() session's initializer from another's
-        self.initializer = initializer
-        self.initargs = tuple(initargs)
-        self.init_key = init_key
-        # may a pset hold a 'ray' key (the engine knows every key)? If not, no pset is looked at for it
-        self.psets_have_ray = psets_have_ray
-        if out_subdirs:
-            self.subdir_digits = max(1, len(str(out_subdirs - 1)))
+# A Failure made without a Python-level frame (a NamedTuple's own __new__ is one): a pset's
+# timeout alarm (backends._task) that lands in a frame not of paramsurvey's own files is raised
+# there, and raised in __new__ it would escape the try block that records the pset's failure.
+_failure = functools.partial(tuple.__new__, Failure)
 
 
 class SystemKwargs(dict):  # type: ignore[type-arg]
@@ -116,21 +70,27 @@ class Slot:
     """A shared 2-double slot the driver reads: which pset this worker runs now and since when.
 
     It lets the driver blame exactly one pset when a worker dies, and enforce per-pset timeouts,
-    without a message per pset. ``position`` is -1 when idle, -2 while sending results.
+    without a message per pset. ``position`` is -1 when idle, -2 while sending results. The
+    multiprocessing worker's ``PsetWatch``: run_group calls ``starting`` as each pset starts.
     """
 
     IDLE, SENDING = -1.0, -2.0
 
     def __init__(self, view: Any, timed: bool = True) -> None:  # a memoryview cast to doubles
         self.view = view
-        self.timed = timed
+        self.timed = timed  # a timeout is set: the driver also reads when each pset started
+
+    def starting(self, position: int) -> None:
+        view = self.view
+        if self.timed:
+            view[1] = time.monotonic()
+        view[0] = position + 0.0
+
+    def finished(self) -> None:
+        self.view[0] = Slot.IDLE
 
     def set(self, state: float) -> None:
-        if self.view is not None:
-            self.view[0] = state
-
-
-NO_SLOT = Slot(None)
+        self.view[0] = state
 
 
 class InitializerFailed(Exception):
@@ -192,9 +152,10 @@ def _describe_bad_return(ret: Any) -> str:
 
 
 def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[str, Any]], attempt: int,
-              slot: Slot = NO_SLOT) -> GroupResult:
+              watch: PsetWatch | None = None) -> GroupResult:
     """Run ctx.func on each pset of one group; never raises for a pset's failure (an initializer
-    that fails raises InitializerFailed before any pset runs)."""
+    that fails raises InitializerFailed before any pset runs). ``watch`` hears of each pset as it
+    starts, and of the group's end (it may end the group early by raising)."""
     ensure_initialized(ctx)
     perf, cpu = time.perf_counter, time.process_time
     func, user_kwargs = ctx.func, ctx.user_kwargs
@@ -207,11 +168,11 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     iowait = array("d")
     columns: dict[str, list[Any]] = {}
     absent: dict[str, list[int]] = {}
-    failures: list[tuple[int, str, str, str]] = []
+    failures: list[Failure] = []
     raw: dict[str, list[float]] = {}
     catch: type[BaseException] | tuple[type[BaseException], ...] = (
         BaseException if ctx.catch_interrupt else (Exception, SystemExit))
-    view, timed, mono = slot.view, slot.timed, time.monotonic
+    starting = watch.starting if watch is not None else None
     copy_psets, out_subdirs, map_seed, have_ray = ctx.copy_psets, ctx.out_subdirs, ctx.seed, ctx.psets_have_ray
     n_ok = 0
     # Reading the CPU clock costs ~2 us here (a system call), more than a trivial pset: read it per
@@ -220,10 +181,8 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     estimated: list[int] = []
     group_c0 = cpu()
     for position, pset in zip(positions, psets):
-        if view is not None:  # tell the driver which pset runs, and since when (timeouts)
-            if timed:
-                view[1] = mono()
-            view[0] = position + 0.0
+        if starting is not None:  # e.g. tell the driver which pset runs, and since when (timeouts)
+            starting(position)
         if copy_psets:
             pset = dict(pset)
         raw_stats: dict[str, list[float]] = {}
@@ -243,8 +202,8 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
             ret = func(pset, system_kwargs, user_kwargs)
             status = None
         except catch as exc:
-            status = "exception" if isinstance(exc, Exception) else "crashed"
-            failure = (position, status, repr(exc), traceback.format_exc())
+            status = Status.EXCEPTION if isinstance(exc, Exception) else Status.CRASHED
+            failure = _failure((position, status, repr(exc), traceback.format_exc()))
         t1 = perf()
         wall.append(t1 - t0)
         if precise:
@@ -258,8 +217,8 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
             for key, values in raw_stats.items():
                 raw.setdefault(key, []).extend(values if isinstance(values, list) else [values])
         if status is None and ret is not None and not isinstance(ret, dict):
-            status = "exception"
-            failure = (position, status, _describe_bad_return(ret), "")
+            status = Status.EXCEPTION
+            failure = _failure((position, status, _describe_bad_return(ret), ""))
         if status is not None:
             failures.append(failure)
             continue
@@ -276,12 +235,13 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
         elif columns:
             _pad(columns, absent, n_ok)
         n_ok += 1
-    slot.set(Slot.IDLE)
+    if watch is not None:
+        watch.finished()
     if estimated:
         _share_iowait(iowait, estimated, wall, cpu() - group_c0)
     ran = array("q", positions)
     if failures:
-        failed = {f[0] for f in failures}
+        failed = {f.position for f in failures}
         ok = array("q", [p for p in positions if p not in failed])
     else:
         ok = ran
@@ -388,10 +348,9 @@ def _initialize(ctx: MapContext, slot: Slot, first_position: int) -> None:
     not started (the deadline is infinitely far): set-up time is not the pset's."""
     if ctx.initializer is None or _initialized_key == ctx.init_key:
         return
-    if slot.view is not None:
-        if slot.timed:
-            slot.view[1] = math.inf
-        slot.view[0] = float(first_position)
+    if slot.timed:
+        slot.view[1] = math.inf
+    slot.view[0] = float(first_position)
     try:
         ensure_initialized(ctx)
     finally:

@@ -22,12 +22,18 @@ import hashlib
 import os
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .._config import Settings
-from .._worker import GroupResult, MapContext
+
+# The records a backend trades with the engine live in ``_records``; re-exported here for the
+# package's own modules that name them through the backend contract.
+from .._records import GroupDone, GroupResult, MapContext, Outcome, PsetLost, Task
 from ..exceptions import ArgumentTypeError
+
+__all__ = ["Backend", "GroupDone", "GroupResult", "MapContext", "Outcome", "PsetLost", "Task", "crash_message",
+           "describe_wait_status", "CRASH_ISOLATION", "IN_PROCESS", "MAX_TASKS_PER_CHILD", "TIMEOUT",
+           "THREADS_SET_BY_PARAMSURVEY"]
 
 # Capability flags: what a backend can promise (the contract tests read them).
 TIMEOUT = "timeout"                        # stops one pset past its timeout, records 'timeout'
@@ -85,36 +91,6 @@ def describe_wait_status(status: int | None, when: str = "") -> str:
     return crash_message(when=when, engine_says=f"wait status {status}")
 
 
-@dataclass
-class Task:
-    """One group of psets, sent to one worker as one message."""
-
-    task_id: int
-    positions: list[int]
-    psets: list[dict[str, Any]]
-    attempt: int = 0
-
-
-@dataclass
-class GroupDone:
-    task: Task
-    result: GroupResult
-
-
-@dataclass
-class PsetLost:
-    """One pset that killed its worker or ran past its timeout."""
-
-    position: int
-    pset: dict[str, Any]
-    attempt: int
-    status: str  # 'crashed' or 'timeout'
-    message: str
-
-
-Outcome = GroupDone | PsetLost
-
-
 class Backend(abc.ABC):
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[str]] = frozenset()
@@ -127,6 +103,15 @@ class Backend(abc.ABC):
     # ...and never less than this while psets remain (0: split the tail as finely as fairness
     # wants): a group that runs shorter than one round trip to a worker only adds latency.
     min_group_seconds: ClassVar[float] = 0.0
+    # What the backend needs of each map's MapContext, which the engine builds once from these
+    # (frozen: no backend changes it). A worker running in the driver must copy each pset (else
+    # the user's own dict is handed over) and let Ctrl-C through (it stops the map, it is not the
+    # pset's failure); a worker whose slot the driver reads for timeouts needs each pset's start
+    # time; a worker forked from a process started before the map needs the driver's sys.path.
+    copies_psets: ClassVar[bool] = False
+    catches_interrupt: ClassVar[bool] = True
+    times_psets: ClassVar[bool] = False
+    ships_sys_path: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

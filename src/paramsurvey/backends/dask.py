@@ -36,22 +36,20 @@ import tempfile
 import textwrap
 import threading
 import time
-import uuid
-from collections.abc import Hashable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._config import Settings
-from .._worker import MapContext
+from .._records import MapContext, Outcome, Task
 from ..exceptions import BackendError
 from ..utils import resolve_ncores
-from . import _remote
+from . import _remote, _task
+from ._cluster import ClusterBackend, Flight
 from ._dask_options import CLUSTER_KEYS, TASK_KEYS, check_settings, check_task_options
-from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, Backend, GroupDone, Outcome, PsetLost, Task, crash_message
+from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD
 
 log = logging.getLogger("paramsurvey")
 
-# Tasks in flight per worker thread: one running, one queued, so no worker waits for the driver.
-IN_FLIGHT_PER_CORE = 2
 # A running group looks whether its task was cancelled at most this often (between psets).
 CANCEL_CHECK = 0.2
 WORKERS_START_TIMEOUT = 120.0
@@ -90,16 +88,16 @@ def _entry(token: str, setup: bytes, packed: bytes, attempt: int, watch: bool) -
     """The Dask task. ``setup`` is the result of the map's setup task, fetched once per worker.
     ``watch``: stop at the next pset once the task is cancelled (on a cluster whose worker
     processes paramsurvey may not kill)."""
-    return _remote.run_task(token, lambda: setup, packed, attempt, 1, _CancelWatch.create() if watch else None)
+    return _task.run_task(token, lambda: setup, packed, attempt, 1, _CancelWatch.create() if watch else None)
 
 
 class _Abandoned(BaseException):
     """Our task was cancelled while it ran: stop the group at once."""
 
 
-class _CancelWatch(_remote.SlotView):
-    """As each pset starts (at most every CANCEL_CHECK seconds), ask this worker whether our task
-    still stands; if not, end the group there."""
+class _CancelWatch:
+    """A ``PsetWatch``: as each pset starts (at most every CANCEL_CHECK seconds), ask this worker
+    whether our task still stands; if not, end the group there."""
 
     def __init__(self, worker: Any, key: Any) -> None:
         self.worker = worker
@@ -116,18 +114,23 @@ class _CancelWatch(_remote.SlotView):
         except Exception:  # not in a worker thread (or Dask changed): run without the check
             return None
 
-    def position(self, position: int) -> None:
+    def starting(self, position: int) -> None:
         now = time.monotonic()
-        if position < 0 or now < self.next_check:
+        if now < self.next_check:
             return
         self.next_check = now + CANCEL_CHECK
         state = self.worker.state.tasks.get(self.key)
         if state is None or state.state in ("cancelled", "released", "forgotten"):
             raise _Abandoned()
 
+    def finished(self) -> None:
+        pass  # nothing to stop once the group is done
 
-class DaskBackend(Backend):
+
+class DaskBackend(ClusterBackend):
     name = "dask"
+    option_key = "dask"
+    infeasible_warning = "dask: no worker has the resources %r now; psets asking for them wait until one joins"
     capabilities = frozenset({CRASH_ISOLATION})
     refusal_hints = {MAX_TASKS_PER_CHILD: "Dask cannot retire a worker process after N tasks; its workers' "
                                           "--lifetime option retires them by age"}
@@ -145,23 +148,16 @@ class DaskBackend(Backend):
         self.workers_proc: subprocess.Popen[bytes] | None = None
         self.lifeline: int | None = None  # see WORKERS_WRAPPER
         self.local_dir: str | None = None
-        self.pending: dict[Any, tuple[Task, dict[str, Any], bool]] = {}  # future -> (task, options, solo)
-        self.ready: list[Outcome] = []
         # Psets alone in a task that Dask gave up on (KilledWorker). Dask also blames the tasks
         # merely queued on each worker that died, so such a pset may be innocent: it runs again
         # with no other task of ours in flight, where a KilledWorker can only be its own doing.
-        self.suspects: collections.deque[tuple[Task, dict[str, Any]]] = collections.deque()
+        self.suspects: collections.deque[Flight] = collections.deque()
         self.finished: collections.deque[Any] = collections.deque()
         self.pipe_r, self.pipe_w = os.pipe()
         os.set_blocking(self.pipe_r, False)
         os.set_blocking(self.pipe_w, False)
-        self.token = ""
         self.setup: Any = None
         self.keys = 0
-        self.map_options: dict[str, Any] = {}
-        self.cores = 0
-        self.cores_at = -_remote.CORES_TTL
-        self.checked: set[Hashable] = set()
         self.lock = threading.Lock()
 
     # -- life cycle -------------------------------------------------------------------------
@@ -232,8 +228,7 @@ class DaskBackend(Backend):
             log.info("dask: warming up workers failed: %r", exc, extra={"ps_verbose": 2})
 
     def shutdown(self) -> None:
-        self.pending.clear()
-        self.ready.clear()
+        self._forget_tasks()
         self.suspects.clear()
         self.setup = None
         proc, self.workers_proc = self.workers_proc, None
@@ -270,9 +265,6 @@ class DaskBackend(Backend):
     def core_count(self) -> int:
         return int(sum(self.client.nthreads().values()))
 
-    def worker_count(self) -> int:
-        return _remote.cached_worker_count(self)
-
     def resources(self) -> list[dict[str, Any]]:
         nodes: dict[str, dict[str, Any]] = {}
         for info in self.client.scheduler_info(n_workers=-1)["workers"].values():
@@ -287,11 +279,10 @@ class DaskBackend(Backend):
         check_task_options(_remote.map_given(self.settings.backend_options, settings.backend_options), "map")
         self.map_options = {k: v for k, v in settings.backend_options.items() if k in TASK_KEYS}
         setup = _remote.make_setup(ctx, None)
-        self.token = uuid.uuid4().hex
+        self._new_map()
         # bytes(setup) is a copy: the setup is a task's result (computed again if its worker dies),
         # by a builtin (see TASK_EXPRESSION)
         self.setup = self.client.submit(bytes, setup, key=f"paramsurvey-setup-{self.token}", pure=False)
-        self.cores_at = -_remote.CORES_TTL
 
     def end_map(self) -> None:
         if self.pending and self.client is not None:  # only after a failure of the map itself
@@ -299,8 +290,7 @@ class DaskBackend(Backend):
                 self.client.cancel(list(self.pending), force=True)
             except Exception:
                 pass
-        self.pending.clear()
-        self.ready.clear()
+        self._forget_tasks()
         self.suspects.clear()
         with self.lock:
             self.finished.clear()
@@ -310,37 +300,29 @@ class DaskBackend(Backend):
     def free_slots(self) -> int:
         if self.suspects:  # drain, then run them one by one
             return 0
-        return max(0, IN_FLIGHT_PER_CORE * self.worker_count() - len(self.pending))
+        return super().free_slots()
 
     def busy(self) -> bool:
-        return bool(self.pending or self.ready or self.suspects)
+        return super().busy() or bool(self.suspects)
 
-    def submit(self, task: Task) -> None:
-        for pset_options, piece in _remote.split_by(task, "dask"):
-            options = self.map_options
-            if pset_options is not None:
-                try:
-                    check_task_options(pset_options, "a pset's")
-                except (TypeError, ValueError) as exc:
-                    self._fail(piece, repr(exc))
-                    continue
-                options = {**options, **pset_options}
-            self._launch(piece, options)
+    def _pset_options(self, options: Any) -> dict[str, Any]:
+        check_task_options(options, "a pset's")
+        return dict(options)
 
     def _launch(self, task: Task, options: dict[str, Any], solo: bool = False) -> None:
         self.keys += 1
-        if options:
-            self._check_feasible(options)
+        wanted = options.get("resources")
+        if wanted:
+            self._warn_if_infeasible(_remote.options_key(dict(wanted)), wanted)
         watch = self.workers_proc is None  # not our workers: they cannot be killed on Ctrl-C
-        task, packed, unsendable = _remote.pack(task)
-        if unsendable is not None:  # psets no pickler can send fail alone; the rest go
-            self.ready.append(unsendable)
-        if packed is None:
+        sendable = self._packed(task)
+        if sendable is None:
             return
+        task, packed = sendable
         args = (self.token, self.setup, packed, task.attempt, watch)
         future = self.client.submit(eval, TASK_EXPRESSION, {"args": args},
                                     key=f"paramsurvey-{self.token[:12]}-{self.keys}", pure=False, **options)
-        self.pending[future] = (task, options, solo)
+        self.pending[future] = Flight(task, options, solo)
         future.add_done_callback(self._on_done)
 
     def _on_done(self, future: Any) -> None:  # in a Dask callback thread
@@ -351,26 +333,13 @@ class DaskBackend(Backend):
         except OSError:  # the pipe is full: the reader is already due
             pass
 
-    def _fail(self, task: Task, message: str) -> None:
-        self.ready.append(GroupDone(task, _remote.failed_group(task.positions, task.psets, message)))
-
-    def _check_feasible(self, options: dict[str, Any]) -> None:
-        """Say so once when no worker has the resources a task asks for: Dask keeps such a task
-        waiting for a worker that has them, so the survey would seem to hang."""
-        wanted = options.get("resources")
-        key = _remote.options_key(dict(wanted)) if isinstance(wanted, dict) else None
-        if not wanted or key in self.checked:
-            return
-        self.checked.add(key)
-        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
-        if not any(all((w.get("resources") or {}).get(r, 0) >= n for r, n in wanted.items()) for w in workers):
-            log.warning("dask: no worker has the resources %r now; psets asking for them wait until one joins",
-                        wanted)
+    def _capacities(self) -> list[Mapping[str, Any]]:
+        return [w.get("resources") or {} for w in self.client.scheduler_info(n_workers=-1)["workers"].values()]
 
     def poll(self, timeout: float | None) -> Sequence[Outcome]:
         if self.suspects and not self.pending:
-            task, options = self.suspects.popleft()
-            self._launch(task, options, solo=True)
+            suspect = self.suspects.popleft()
+            self._launch(suspect.task, suspect.options, solo=True)
         outcomes, self.ready = self.ready, []
         if not outcomes and not self.finished:
             waited = [self.pipe_r, self.wake_fd]
@@ -396,20 +365,15 @@ class DaskBackend(Backend):
                     payload = payloads[i] if payloads is not None else future.result()
                 except Exception:
                     continue  # its status says what happened; handled below
-                task, options, _ = self.pending.pop(future)
-                try:
-                    outcomes.append(GroupDone(task, _remote.decode(payload, task)))
-                except _remote.RunAlone:
-                    for piece in _remote.chunks(task, 1):
-                        self._launch(piece, options)
+                self._finished(self.pending.pop(future), payload, outcomes)
         for future in finished:
             if future in self.pending:
-                task, options, solo = self.pending.pop(future)
-                self._lost(task, options, solo, future, outcomes)
+                self._lost(self.pending.pop(future), future, outcomes)
         return outcomes
 
-    def _lost(self, task: Task, options: dict[str, Any], solo: bool, future: Any, outcomes: list[Outcome]) -> None:
+    def _lost(self, flight: Flight, future: Any, outcomes: list[Outcome]) -> None:
         """The task's workers kept dying (KilledWorker), or the cluster lost it."""
+        task, options, solo = flight
         if future.status == "error":
             from distributed import KilledWorker
 
@@ -425,25 +389,21 @@ class DaskBackend(Backend):
         else:  # cancelled or lost by the cluster, not by us: run it again
             reason = f"task {future.status}"
         if len(task.positions) > 1:
-            log.info("dask: a group of %d psets was lost (%s); running it again in pieces", len(task.positions),
-                     reason, extra={"ps_verbose": 2})
-            for piece in _remote.split_after_crash(task):
+            for piece in self._lost_pieces(task, reason):
                 if len(piece.positions) == 1 and future.status == "error":
-                    self.suspects.append((piece, options))  # Dask gave up on its group: alone at once
+                    self.suspects.append(Flight(piece, options))  # Dask gave up on its group: alone at once
                 else:
                     self._launch(piece, options)
         elif future.status != "error":
             self._launch(task, options, solo)
         elif solo:
-            message = crash_message(engine_says=f"Dask says {reason}")
-            outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed", message))
+            outcomes.append(self._crashed(task, f"Dask says {reason}"))
         else:
-            self.suspects.append((task, options))
+            self.suspects.append(flight)
 
     def cancel(self) -> None:
         futures = list(self.pending)
-        self.pending.clear()
-        self.ready.clear()
+        self._forget_tasks()
         self.suspects.clear()
         if not futures or self.client is None:
             return

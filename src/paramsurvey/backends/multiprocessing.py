@@ -45,21 +45,11 @@ import cloudpickle
 from .. import _zygote
 from .._config import Settings
 from .._pickling import dumps_by_value
-from .._worker import GroupResult, MapContext, Slot
+from .._records import GroupDone, GroupResult, MapContext, Outcome, PsetLost, Status, Task, failed_group
+from .._worker import Slot
 from ..exceptions import ArgumentError, ArgumentTypeError, BackendError
 from ..utils import resolve_ncores
-from ._remote import failed_group
-from .base import (
-    CRASH_ISOLATION,
-    MAX_TASKS_PER_CHILD,
-    TIMEOUT,
-    Backend,
-    GroupDone,
-    Outcome,
-    PsetLost,
-    Task,
-    describe_wait_status,
-)
+from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT, Backend, describe_wait_status
 
 # Groups queued on a worker beyond the one it runs: 1 hides the round trip between groups.
 PREFETCH = 2
@@ -285,6 +275,9 @@ def _why_unpicklable(pset: dict[str, Any]) -> str | None:
 class MultiprocessingBackend(Backend):
     name = "multiprocessing"
     capabilities = frozenset({TIMEOUT, CRASH_ISOLATION, MAX_TASKS_PER_CHILD})
+    # the zygote took the driver's sys.path when init() started it: a map ships the path of its day
+    ships_sys_path = True
+    times_psets = True  # timeouts are the driver's: it reads when each pset started from the slot
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -374,8 +367,6 @@ class MultiprocessingBackend(Backend):
 
     # -- one map ----------------------------------------------------------------------------
     def begin_map(self, ctx: MapContext, settings: Settings) -> None:
-        ctx.sys_path = list(sys.path)
-        ctx.timed = settings.timeout is not None
         try:
             blob = dumps_by_value(ctx)
         except Exception as exc:
@@ -643,10 +634,10 @@ class MultiprocessingBackend(Backend):
                 position = timed_out if timed_out is not None else blame
                 where = task.positions.index(position)
                 if timed_out is not None:
-                    status_name = "timeout"
+                    status_name = Status.TIMEOUT
                     message = f"pset ran past its timeout of {self.timeout:g} s; its worker was killed"
                 else:
-                    status_name, message = "crashed", describe_wait_status(status)
+                    status_name, message = Status.CRASHED, describe_wait_status(status)
                 outcomes.append(PsetLost(position, task.psets[where], task.attempt, status_name, message))
                 rest = [j for j in range(len(task.positions)) if j != where]
                 if rest:
@@ -654,14 +645,14 @@ class MultiprocessingBackend(Backend):
                                         [task.psets[j] for j in rest], task.attempt))
             elif i == 0 and blame == Slot.SENDING:
                 for position, pset in zip(task.positions, task.psets):
-                    outcomes.append(PsetLost(position, pset, task.attempt, "crashed",
+                    outcomes.append(PsetLost(position, pset, task.attempt, Status.CRASHED,
                                              describe_wait_status(status, " while sending its results")))
             elif i == 0 and timed_out is None and status != 0 and self._fatal_to_load(task):
                 if len(task.positions) > 1:  # each pset goes again alone: only the one at fault fails
                     requeue.extend(Task(task.task_id, [position], [pset], task.attempt)
                                    for position, pset in zip(task.positions, task.psets))
                 else:
-                    outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed",
+                    outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, Status.CRASHED,
                                              describe_wait_status(status, " each time it loaded this pset")))
             else:
                 requeue.append(task)

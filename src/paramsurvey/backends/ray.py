@@ -16,7 +16,7 @@
 
 Capabilities: TIMEOUT (Ray runs a task in its worker's main thread, so SIGALRM stops one pset; a
 pset stuck where no signal reaches is stopped through the worker's watchdog process, see
-``_remote._Alarm`` and ``_watchdog``), CRASH_ISOLATION (by splitting crashed groups), MAX_TASKS_PER_CHILD (groups
+``_task._Alarm`` and ``_watchdog``), CRASH_ISOLATION (by splitting crashed groups), MAX_TASKS_PER_CHILD (groups
 of at most that many psets, and Ray's ``max_calls=1``: a worker process runs one group, then exits).
 """
 
@@ -29,33 +29,21 @@ import select
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import ray
 
 from .._config import Settings
-from .._worker import MapContext
+from .._records import MapContext, Outcome, PsetLost, Status, Task
 from ..exceptions import ArgumentError, ArgumentTypeError, BackendError
 from ..utils import resolve_ncores
-from . import _remote, _watchdog
-from .base import (
-    CRASH_ISOLATION,
-    MAX_TASKS_PER_CHILD,
-    TIMEOUT,
-    Backend,
-    GroupDone,
-    Outcome,
-    PsetLost,
-    Task,
-    crash_message,
-)
+from . import _remote, _task, _watchdog
+from ._cluster import ClusterBackend, Flight
+from .base import CRASH_ISOLATION, MAX_TASKS_PER_CHILD, TIMEOUT
 
 log = logging.getLogger("paramsurvey")
 
-# Tasks in flight per core: one running, one queued, so no worker waits for the driver.
-IN_FLIGHT_PER_CORE = 2
 # ray.wait() in slices this long, so that Ctrl-C (a byte on the wake fd) is seen promptly.
 POLL_SLICE = 0.1
 # A pset's own ``ray`` dict may use this alias (0.4.x): num_cores is Ray's num_cpus.
@@ -73,7 +61,7 @@ RESERVED_TASK_OPTIONS = frozenset({"num_returns", "max_calls"})
 def _entry(token: str, holder: list[Any], packed: bytes, attempt: int, cores: float) -> Any:
     """The Ray task: the setup object is passed inside a list so that Ray does not fetch it for
     every task; the worker fetches it once per map."""
-    return _remote.run_task(token, lambda: ray.get(holder[0]), packed, attempt, int(cores))
+    return _task.run_task(token, lambda: ray.get(holder[0]), packed, attempt, int(cores))
 
 
 def _warm() -> int:
@@ -123,8 +111,10 @@ def _normalize(options: Any) -> dict[str, Any]:
     return {str(ALIASES.get(k, k)): v for k, v in options.items()}
 
 
-class RayBackend(Backend):
+class RayBackend(ClusterBackend):
     name = "ray"
+    option_key = "ray"
+    infeasible_warning = "ray: no node of the cluster has %r now; psets asking for it wait until one joins"
     capabilities = frozenset({TIMEOUT, CRASH_ISOLATION, MAX_TASKS_PER_CHILD})
     # A task costs ~0.55 ms and a round trip ~1.3 ms on a 2-core machine: a group of a second makes
     # that ~0.1%, and still moves progress and re-runs little after a crash.
@@ -140,15 +130,8 @@ class RayBackend(Backend):
         self.temp_dir: str | None = None
         self.remote: Any = None
         self.remotes: dict[Hashable, Any] = {}
-        self.pending: dict[Any, tuple[Task, dict[str, Any]]] = {}
-        self.ready: list[Outcome] = []
-        self.token = ""
         self.holder: list[Any] = []
-        self.map_options: dict[str, Any] = {}
         self.max_chunk: int | None = None
-        self.cores = 0
-        self.cores_at = -_remote.CORES_TTL
-        self.checked: set[Hashable] = set()
         self.timeout: float | None = None
         self.stuck: _watchdog.StuckReports | None = None  # a map with a timeout: the watchdogs report here
         self.stopped: dict[Any, int] = {}  # task cancelled because this pset of it was stuck
@@ -222,8 +205,7 @@ class RayBackend(Backend):
             log.info("ray: warming up workers failed: %r", exc, extra={"ps_verbose": 2})
 
     def shutdown(self) -> None:
-        self.pending.clear()
-        self.ready.clear()
+        self._forget_tasks()
         self.holder = []
         self.remotes.clear()
         if self.stuck is not None:
@@ -244,9 +226,6 @@ class RayBackend(Backend):
     def core_count(self) -> int:
         return int(ray.cluster_resources().get("CPU", 0))
 
-    def worker_count(self) -> int:
-        return _remote.cached_worker_count(self)
-
     def resources(self) -> list[dict[str, Any]]:
         nodes = []
         for node in ray.nodes():
@@ -265,10 +244,9 @@ class RayBackend(Backend):
         if self.timeout is not None and self.stuck is None:
             self.stuck = _stuck_reports()
         setup = _remote.make_setup(ctx, self.timeout, self.stuck.address if self.stuck is not None else None)
-        self.token = uuid.uuid4().hex
+        self._new_map()
         self.holder = [ray.put(setup)]
         self.max_chunk = self.settings.max_tasks_per_child
-        self.cores_at = -_remote.CORES_TTL
 
     def _map_options(self, settings: Settings) -> dict[str, Any]:
         """map(ray={...}) sets task options; init's ray={...} went to ray.init(), not to tasks."""
@@ -300,25 +278,13 @@ class RayBackend(Backend):
             self.stuck.close()
             self.stuck = None
 
-    def free_slots(self) -> int:
-        return max(0, IN_FLIGHT_PER_CORE * self.worker_count() - len(self.pending))
+    def _pset_options(self, options: Any) -> dict[str, Any]:
+        return _normalize(options)
 
-    def busy(self) -> bool:
-        return bool(self.pending or self.ready)
+    def _pieces(self, task: Task) -> list[Task]:
+        return _remote.chunks(task, self.max_chunk) if self.max_chunk else [task]
 
-    def submit(self, task: Task) -> None:
-        for pset_options, piece in _remote.split_by(task, "ray"):
-            options = self.map_options
-            if pset_options is not None:
-                try:
-                    options = {**options, **_normalize(pset_options)}
-                except TypeError as exc:
-                    self._fail(piece, repr(exc))
-                    continue
-            for chunk in _remote.chunks(piece, self.max_chunk) if self.max_chunk else [piece]:
-                self._launch(chunk, options)
-
-    def _launch(self, task: Task, options: dict[str, Any]) -> None:
+    def _launch(self, task: Task, options: dict[str, Any], solo: bool = False) -> None:
         if len(task.positions) > 1:
             options = {**options, "max_retries": 0}  # a lost group is split by us, not re-run whole
         key = _remote.options_key(options)
@@ -330,35 +296,17 @@ class RayBackend(Backend):
                 self._fail(task, repr(ValueError(f"invalid Ray task options {options!r}: {exc}")))
                 return
             self.remotes[key] = remote
-            self._check_feasible(key, options)
-        task, packed, unsendable = _remote.pack(task)
-        if unsendable is not None:  # psets no pickler can send fail alone; the rest go
-            self.ready.append(unsendable)
-        if packed is None:
+            self._warn_if_infeasible(key, _wanted(options))
+        sendable = self._packed(task)
+        if sendable is None:
             return
+        task, packed = sendable
         cores = options.get("num_cpus", 1) or 1
         ref = remote.remote(self.token, self.holder, packed, task.attempt, cores)
-        self.pending[ref] = (task, options)
+        self.pending[ref] = Flight(task, options)
 
-    def _fail(self, task: Task, message: str) -> None:
-        self.ready.append(GroupDone(task, _remote.failed_group(task.positions, task.psets, message)))
-
-    def _check_feasible(self, key: Hashable, options: dict[str, Any]) -> None:
-        """Say so once when no node has what a task asks for: Ray keeps such a task waiting for a
-        node that has it (an autoscaler may add one), so the survey would seem to hang."""
-        if key in self.checked:
-            return
-        self.checked.add(key)
-        wanted = dict(options.get("resources") or {})
-        for option, resource in (("num_cpus", "CPU"), ("num_gpus", "GPU"), ("memory", "memory")):
-            if options.get(option):
-                wanted[resource] = options[option]
-        if not wanted:
-            return
-        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", False)]
-        if not any(all(node.get(r, 0) >= amount for r, amount in wanted.items()) for node in nodes):
-            log.warning("ray: no node of the cluster has %r now; psets asking for it wait until one joins",
-                        wanted)
+    def _capacities(self) -> list[Mapping[str, Any]]:
+        return [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", False)]
 
     def poll(self, timeout: float | None) -> Sequence[Outcome]:
         outcomes, self.ready = self.ready, []
@@ -396,7 +344,7 @@ class RayBackend(Backend):
         for token, position, attempt in self.stuck.read():
             if token != self.token:
                 continue
-            for ref, (task, _) in self.pending.items():
+            for ref, (task, _, _) in self.pending.items():
                 if task.attempt == attempt and position in task.positions and ref not in self.stopped:
                     self.stopped[ref] = position
                     log.info("ray: pset %d is past its timeout and stuck where no signal reaches; stopping "
@@ -405,7 +353,8 @@ class RayBackend(Backend):
                     break
 
     def _collect(self, ref: Any, outcomes: list[Outcome]) -> None:
-        task, options = self.pending.pop(ref)
+        flight = self.pending.pop(ref)
+        task, options = flight.task, flight.options
         stuck_at = self.stopped.pop(ref, None)
         try:
             payload = ray.get(ref)
@@ -418,15 +367,7 @@ class RayBackend(Backend):
             elif not isinstance(exc, ray.exceptions.TaskCancelledError):
                 self._lost(task, options, exc, outcomes)
             return
-        try:
-            result = _remote.decode(payload, task)
-        except _remote.RunAlone:
-            for piece in _remote.chunks(task, 1):
-                self._launch(piece, options)
-            return
-        result, timed_out = _remote.extract_timeouts(result, task)
-        outcomes.append(GroupDone(task, result))
-        outcomes.extend(timed_out)
+        self._finished(flight, payload, outcomes)
 
     def _timed_out(self, task: Task, options: dict[str, Any], position: int, outcomes: list[Outcome]) -> None:
         """A pset stopped with its worker at its timeout: 'timeout' (the engine retries it under
@@ -434,7 +375,7 @@ class RayBackend(Backend):
         i = task.positions.index(position)
         message = (f"pset ran past its timeout of {self.timeout:g} s where no signal reaches it (e.g. C code "
                    "holding the GIL) and was stopped with its worker process")
-        outcomes.append(PsetLost(position, task.psets[i], task.attempt, "timeout", message))
+        outcomes.append(PsetLost(position, task.psets[i], task.attempt, Status.TIMEOUT, message))
         rest = [j for j in range(len(task.positions)) if j != i]
         if rest:
             self._launch(_remote.subset(task, rest), options)
@@ -442,14 +383,11 @@ class RayBackend(Backend):
     def _lost(self, task: Task, options: dict[str, Any], exc: Exception, outcomes: list[Outcome]) -> None:
         """The task's worker (or node) died."""
         if len(task.positions) > 1:
-            log.info("ray: a group of %d psets was lost (%s); running it again in pieces",
-                     len(task.positions), type(exc).__name__, extra={"ps_verbose": 2})
-            for piece in _remote.split_after_crash(task):
+            for piece in self._lost_pieces(task, type(exc).__name__):
                 self._launch(piece, options)
             return
         first_line = (str(exc).strip().splitlines() or [""])[0]
-        message = crash_message(engine_says=f"Ray says {type(exc).__name__}: {first_line}")
-        outcomes.append(PsetLost(task.positions[0], task.psets[0], task.attempt, "crashed", message))
+        outcomes.append(self._crashed(task, f"Ray says {type(exc).__name__}: {first_line}"))
 
     def cancel(self) -> None:
         """Ctrl-C: kill every task in flight (force: the worker process goes; Ray starts others)."""
@@ -458,9 +396,17 @@ class RayBackend(Backend):
                 ray.cancel(ref, force=True)
             except Exception:
                 pass
-        self.pending.clear()
-        self.ready.clear()
+        self._forget_tasks()
         self.stopped.clear()
+
+
+def _wanted(options: Mapping[str, Any]) -> dict[str, Any]:
+    """What a task with these options asks of a node, by Ray's resource names."""
+    wanted = dict(options.get("resources") or {})
+    for option, resource in (("num_cpus", "CPU"), ("num_gpus", "GPU"), ("memory", "memory")):
+        if options.get(option):
+            wanted[resource] = options[option]
+    return wanted
 
 
 def _stuck_reports() -> _watchdog.StuckReports | None:

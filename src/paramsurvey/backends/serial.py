@@ -14,15 +14,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._config import Settings
-from .._worker import InitializerFailed, MapContext, run_group
+from .._records import GroupDone, MapContext, Outcome, Task
+from .._worker import InitializerFailed, run_group
 from ..exceptions import BackendError
-from .base import IN_PROCESS, Backend, GroupDone, Outcome, Task
+from .base import IN_PROCESS, Backend
 
 
 class SerialBackend(Backend):
     name = "serial"
     capabilities = frozenset({IN_PROCESS})
     target_group_seconds = 0.05  # no messages to amortise: small groups keep progress fresh
+    copies_psets = True  # the worker must not be able to change the caller's dicts
+    catches_interrupt = False  # Ctrl-C interrupts the map, it is not the pset's failure
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -33,8 +36,6 @@ class SerialBackend(Backend):
         pass
 
     def begin_map(self, ctx: MapContext, settings: Settings) -> None:
-        ctx.copy_psets = True  # the worker must not be able to change the caller's dicts
-        ctx.catch_interrupt = False  # Ctrl-C interrupts the map, it is not the pset's failure
         self.ctx = ctx
 
     def end_map(self) -> None:

@@ -18,8 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._psets import PsetSource
-from .._worker import GroupResult
-from ..backends.base import PsetLost
+from .._records import GroupResult, PsetLost, Status
 from ._arrow import (
     PICKLED,
     PLAIN,
@@ -36,7 +35,8 @@ from ._store import PART_META_KEY
 
 log = logging.getLogger("paramsurvey.journal")
 
-STATUSES = ("ok", "exception", "crashed", "timeout")
+# Every status, in the order of their codes in a part file (new statuses only ever go last)
+STATUSES = tuple(status.value for status in Status)
 _STATUS_DICTIONARY = pa.array(STATUSES, type=pa.string())
 # Columns worth dictionary-encoding (few distinct values); the rest would pay for a dictionary
 # they then abandon (pyarrow tries, then falls back to plain: 2-5x slower on unique values).
@@ -176,7 +176,7 @@ class _Rows:
 
 
 def _code(status: str) -> int:
-    return STATUSES.index(status) if status in STATUSES else STATUSES.index("crashed")
+    return STATUSES.index(status) if status in STATUSES else STATUSES.index(Status.CRASHED)
 
 
 class PartBuilder:

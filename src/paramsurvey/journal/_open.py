@@ -17,7 +17,7 @@ import numpy as np
 
 from .._config import Settings
 from .._psets import PsetSource
-from .._worker import GroupResult
+from .._records import Failure, GroupResult, Status
 from ..exceptions import JournalError
 from ._arrow import typed
 from ._build import STATUSES, pset_columns
@@ -137,15 +137,15 @@ def _adopt(rows: JournalRows, match: Match) -> _Plan:
     ran_rows = np.concatenate([match.ok_row, match.fail_row[in_group]])
     ran_pos = np.concatenate([match.ok_pos, match.fail_pos[in_group]])
     exc, tb = rows.failures(match.fail_row)
-    failures = [(int(p), str(s), e or "", t or "") for p, s, e, t in
+    failures = [Failure(int(p), str(s), e or "", t or "") for p, s, e, t in
                 zip(match.fail_pos.tolist(), rows.status[match.fail_row].tolist(), exc, tb)]
     done = GroupResult(ran=ran_pos.tolist(), wall=rows.wall[ran_rows].tolist(),
                        iowait=np.nan_to_num(rows.iowait[ran_rows]).tolist(), ok=match.ok_pos.tolist(),
                        columns=ok_columns, absent={}, failures=failures, raw=rows.raw_timers())
     adopted = dict.fromkeys(STATUSES, 0)
-    adopted["ok"] = len(match.ok_pos)
-    for _, status, _, _ in failures:
-        adopted[status] = adopted.get(status, 0) + 1
+    adopted[Status.OK.value] = len(match.ok_pos)
+    for failure in failures:
+        adopted[failure.status] = adopted.get(failure.status, 0) + 1
     return _Plan(match.todo.tolist(), [done], adopted)
 
 

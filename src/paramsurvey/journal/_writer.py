@@ -33,8 +33,7 @@ from typing import Any
 import pyarrow as pa
 
 from .._psets import PsetSource
-from .._worker import GroupResult
-from ..backends.base import PsetLost
+from .._records import GroupResult, PsetLost
 from ._arrow import PLAIN, SURROGATES, encodings
 from ._build import DICT_COLUMNS, STATUSES, PartBuilder
 from ._store import PART_META_KEY, Lock, PartName, fsync_dir, part_meta, read_part, write_meta, write_part
