@@ -22,13 +22,15 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._records import Status
 from .exceptions import JournalError
 
 if TYPE_CHECKING:
     from .journal import JournalStatus
 
 EXIT_OK, EXIT_ERROR = 0, 1
-FAILED = ("exception", "crashed", "timeout")
+# the statuses `failures` lists (cancelled psets did not fail: the map was stopped before them)
+FAILED = tuple(s.value for s in (Status.EXCEPTION, Status.CRASHED, Status.TIMEOUT))
 EXAMPLE_PSETS = 5  # psets listed per failure group
 DASHBOARD_PORT = 8050  # the dashboard's default port: easy to remember, free on most machines
 

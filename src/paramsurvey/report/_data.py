@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .._records import Status
+
 if TYPE_CHECKING:
     from .._results import MapResults
 
-FAILED = ("exception", "crashed", "timeout", "cancelled")
+# every status but ok: the psets that gave no result
+FAILED = tuple(s.value for s in Status if s is not Status.OK)
 # A parameter with at most this many distinct values is plotted value by value; one with more is
 # binned into NUMERIC_BINS equal-width bins (a numeric one) or its most common values (a string one).
 MAX_LEVELS = 50
