@@ -5,6 +5,7 @@ resumes. Outside map(), SIGTERM keeps Python's default: the process dies at once
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -85,12 +86,20 @@ def finished_of(lines):
     return {int(line.split()[1]) for line in lines if line.startswith("finished")}
 
 
-def test_sigterm_stops_the_survey_and_the_same_script_resumes(tmp_path):
+@pytest.mark.parametrize("whom", ["driver", "every process"])
+def test_sigterm_stops_the_survey_and_the_same_script_resumes(tmp_path, whom):
+    """``every process``: what Slurm does at the time limit and on scancel, SIGTERM to every process
+    of the job at once (the driver, its fork server, its workers)."""
     proc = start_driver(tmp_path, "first", 0.5)
     seen = wait_for_finished(proc, 4)
     family = psutil.Process(proc.pid).children(recursive=True)
     assert family, "the multiprocessing backend should have started processes"
     sent = time.monotonic()
+    if whom == "every process":  # Slurm signals them one by one: here the driver last, once they react
+        for p in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(signal.SIGTERM)
+        psutil.wait_procs(family, timeout=1)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=RUN_TIMEOUT)
     elapsed = time.monotonic() - sent
@@ -111,7 +120,11 @@ def test_sigterm_stops_the_survey_and_the_same_script_resumes(tmp_path):
     on_disk = ps_journal.read(journal)
     journaled = set(on_disk["x"])
     assert finished <= journaled, "a pset that reached the driver is missing from the journal"
-    assert set(on_disk["_status"]) == {"ok"}  # none recorded as a failure: they resume as psets to run
+    # a worker killed by the same SIGTERM is recorded as crashed, and runs again on resume
+    assert set(on_disk["_status"]) <= {"ok", "crashed"}
+    assert "ok" in set(on_disk["_status"])
+    crashed = on_disk[on_disk["_status"] == "crashed"]
+    assert all("SIGTERM" in e for e in crashed["_exception"]), crashed["_exception"]
     assert len(journaled) < N_PSETS
 
     again = start_driver(tmp_path, "second", 0.0)
@@ -119,8 +132,9 @@ def test_sigterm_stops_the_survey_and_the_same_script_resumes(tmp_path):
     assert again.returncode == 0, err[-3000:]
     assert f"complete {N_PSETS} 0 True" in out, out + err[-3000:]
     second = {x for x, run in workers_batch.starts(str(tmp_path / "markers")) if run == "second"}
-    assert not second & journaled, "a pset the journal held ran again"
-    assert second | journaled == set(range(N_PSETS))
+    succeeded = set(on_disk.loc[on_disk["_status"] == "ok", "x"])
+    assert not second & succeeded, "a pset that finished ran again"
+    assert second | succeeded == set(range(N_PSETS))
 
 
 def test_sigterm_outside_map_keeps_the_default(tmp_path):
