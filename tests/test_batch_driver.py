@@ -187,6 +187,7 @@ def test_a_survey_longer_than_its_time_limit_finishes_over_several_allocations(s
     assert {job for _, job in outputs(workdir)} == set(jobs)  # every allocation did some of the work
 
 
+@pytest.mark.timeout(JOB_TIMEOUT + 180)
 def test_ray_started_in_the_allocation_runs_the_survey_and_leaves_nothing(slurm, workdir):
     job = submit(slurm, workdir, "ray-survey.sbatch", SURVEY_PSETS="20", SURVEY_SECONDS="0.2")
     temp_dir = f"/tmp/ray-{job}"  # the script's --temp-dir for Ray
