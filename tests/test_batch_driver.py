@@ -12,6 +12,7 @@ the sbatch scripts of examples/hpc/ (documented in docs/hpc-driver.md), run as t
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -58,12 +59,13 @@ def workdir(tmp_path):
     return tmp_path
 
 
-def submit(cluster, workdir, script, **env):
+def submit(cluster, workdir, script, *options, **env):
     """sbatch ``script`` from ``workdir`` (where its output and journal go); the job id."""
-    full_env = dict(cluster.env, PYTHON=sys.executable, RAY=os.path.join(BIN, "ray"), PYTHONPATH=SRC, **env)
+    full_env = dict(cluster.env, PYTHON=sys.executable, RAY=os.path.join(BIN, "ray"), PYTHONPATH=SRC)
+    full_env.update(env)
     full_env = {k: v for k, v in full_env.items() if not k.startswith("PARAMSURVEY_")}
-    out = subprocess.run(["sbatch", "--parsable", script], cwd=workdir, env=full_env, capture_output=True,
-                         text=True, timeout=_slurm.COMMAND_TIMEOUT)
+    out = subprocess.run(["sbatch", "--parsable", *options, script], cwd=workdir, env=full_env,
+                         capture_output=True, text=True, timeout=_slurm.COMMAND_TIMEOUT)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().split(";")[0]
 
@@ -190,22 +192,58 @@ def test_a_survey_longer_than_its_time_limit_finishes_over_several_allocations(s
 @pytest.mark.timeout(JOB_TIMEOUT + 180)
 def test_ray_started_in_the_allocation_runs_the_survey_and_leaves_nothing(slurm, workdir):
     job = submit(slurm, workdir, "ray-survey.sbatch", SURVEY_PSETS="20", SURVEY_SECONDS="0.2")
-    temp_dir = f"/tmp/ray-{job}"  # the script's --temp-dir for Ray
+    slurm.wait_until_gone(job, JOB_TIMEOUT + 60)
+    log = read_log(workdir, "ray-survey-%j.out", job)
+    temp_dir = re.search(r"temp dir (/tmp/ray-\S+)", log)
     try:
-        slurm.wait_until_gone(job, JOB_TIMEOUT + 60)
-        log = read_log(workdir, "ray-survey-%j.out", job)
+        assert temp_dir, log[-3000:]
         assert "survey on the ray backend" in log and "survey finished: 20 results, 0 failed" in log, log[-3000:]
         assert job_state(slurm, job) == ("COMPLETED", "0:0"), log[-3000:]
         assert_each_finished_once(str(workdir / "survey.journal"), 20)
         assert slurm.jobs() == {}
-        ray_left = []
-        for p in psutil.process_iter():
-            try:
-                if p.environ().get("SLURM_JOB_ID") == job or any(temp_dir in part for part in p.cmdline()):
+        ray_left = [(p.pid, p.cmdline()) for p in processes_of_job(slurm, job)]
+        for p in psutil.process_iter():  # Ray's processes name their temp dir
+            with contextlib.suppress(psutil.Error):
+                if any(temp_dir.group(1) in part for part in p.cmdline()):
                     ray_left.append((p.pid, p.cmdline()))
-            except psutil.Error:
-                pass
         assert ray_left == []
-        assert not os.path.exists(temp_dir)
+        assert not os.path.exists(temp_dir.group(1))  # removed by the script once the survey succeeded
     finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        if temp_dir:
+            shutil.rmtree(temp_dir.group(1), ignore_errors=True)
+
+
+def test_a_job_started_while_another_writes_the_journal_fails_saying_so(slurm, workdir):
+    """Two allocations of one survey at once (one CPU each: both run): one survey finishes, the
+    other fails before running anything, naming the journal."""
+    env = {"SURVEY_PSETS": "30", "SURVEY_SECONDS": "0.5"}
+    jobs = [submit(slurm, workdir, "survey.sbatch", "--cpus-per-task=1", **env) for _ in range(2)]
+    for job in jobs:
+        slurm.wait_until_gone(job, JOB_TIMEOUT)
+    logs = {job: read_log(workdir, "survey-%j.out", job) for job in jobs}
+    finished = [job for job in jobs if "survey finished: 30 results, 0 failed" in logs[job]]
+    refused = [job for job in jobs if re.search(
+        r"paramsurvey.exceptions.JournalError: journal \S+survey.journal is being written by another survey "
+        r"\(.*\); wait for it to finish or use another journal", logs[job])]
+    assert len(finished) == 1 and len(refused) == 1 and finished != refused, logs
+    assert job_state(slurm, finished[0]) == ("COMPLETED", "0:0")
+    assert job_state(slurm, refused[0]) == ("FAILED", "1:0")
+    assert {job for _, job in outputs(workdir)} == set(finished)  # the refused job ran no pset
+    assert_each_finished_once(str(workdir / "survey.journal"), 30)
+
+
+def test_a_ray_head_that_cannot_start_fails_the_job_at_once(slurm, workdir):
+    fake_ray = workdir / "ray"
+    fake_ray.write_text("#!/bin/sh\necho 'ray: cannot start (a stand-in for any failure)' >&2\nexit 1\n")
+    fake_ray.chmod(0o755)
+    job = submit(slurm, workdir, "ray-survey.sbatch", RAY=str(fake_ray))
+    slurm.wait_until_gone(job, JOB_TIMEOUT)
+    log = read_log(workdir, "ray-survey-%j.out", job)
+    temp_dir = re.search(r"temp dir (/tmp/ray-\S+)", log)
+    if temp_dir:  # kept for Ray's logs, as after any failure
+        shutil.rmtree(temp_dir.group(1), ignore_errors=True)
+    assert "ray: cannot start" in log and "the Ray head failed to start: its error is above" in log, log[-3000:]
+    assert "survey on the" not in log  # the survey never started
+    assert job_state(slurm, job) == ("FAILED", "1:0")
+    assert slurm.jobs() == {}
+    assert processes_of_job(slurm, job) == []
