@@ -186,9 +186,12 @@ def test_map_traps_sigterm_only_when_it_has_the_default_handler():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def test_sigterm_on_the_serial_backend_raises_interrupted(tmp_path):
-    """In-process psets: the SIGTERM raises at once inside the pset, like Ctrl-C there."""
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "no journal"])
+def test_sigterm_on_the_serial_backend_raises_interrupted(tmp_path, caplog, journal):
+    """In-process psets: the SIGTERM raises at once inside the pset, like Ctrl-C there; the log
+    says what to do next."""
     paramsurvey.init(backend="serial", verbose=0)
+    path = str(tmp_path / "j") if journal else None
 
     def stopped_at_third(pset, system_kwargs, user_kwargs):
         if pset["x"] == 2:
@@ -197,11 +200,18 @@ def test_sigterm_on_the_serial_backend_raises_interrupted(tmp_path):
         return {"y": pset["x"]}
 
     with pytest.raises(paramsurvey.Interrupted) as caught:
-        paramsurvey.map(stopped_at_third, [{"x": i} for i in range(5)], journal=str(tmp_path / "j"))
+        paramsurvey.map(stopped_at_third, [{"x": i} for i in range(5)], journal=path)
     results = caught.value.results
     # the group the signal interrupted is lost whole, as with Ctrl-C: it had not finished
     finished = set(results.results["y"])
     assert 0 in finished and 2 not in finished
     assert set(results.missing["_status"]) == {"cancelled"} and len(results.missing) == 5 - len(finished)
-    assert set(ps_journal.read(str(tmp_path / "j"))["x"]) == finished
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    said = [r.getMessage() for r in caplog.records if "stopped by SIGTERM" in r.getMessage()]
+    assert len(said) == 1
+    if journal:
+        assert set(ps_journal.read(path)["x"]) == finished
+        assert said[0].endswith(f"resubmit the same script to resume from the journal {path}")
+    else:
+        assert said[0].endswith("without a journal what finished is only in the paramsurvey.Interrupted "
+                                "exception (give journal= to resume)")

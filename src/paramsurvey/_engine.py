@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import threading
 from array import array
@@ -412,12 +411,12 @@ class Survey:
         so an interrupt never lands in the middle of recording a group. In-process backends
         (serial) and a second signal get a plain KeyboardInterrupt at once.
 
-        SIGTERM is how batch systems stop a job (Slurm: the time limit, preemption, ``scancel
-        --signal=TERM``), with SIGKILL after a grace (Slurm's KillWait, 30 s by default): handled
-        like Ctrl-C, the workers stop and the journal is written well inside that grace, and
-        ``Interrupted`` carries what finished. Each signal is trapped only while it has Python's
-        default handler, so a program's own handler is left alone, and outside map() SIGTERM
-        still ends the process at once."""
+        SIGTERM is how batch systems stop a job (Slurm: the time limit, preemption, scancel), sent
+        to every process of the job, with SIGKILL after a grace (Slurm's KillWait, 30 s by
+        default): handled like Ctrl-C, the workers stop and the journal is written well inside that
+        grace, and ``Interrupted`` carries what finished. Each signal is trapped only while it has
+        Python's default handler, so a program's own handler is left alone, and outside map()
+        SIGTERM still ends the process at once."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -441,17 +440,11 @@ class Survey:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            if signal.SIGTERM in received:  # logged here, not in the handler: logging takes locks
-                self._log_sigterm()
-
-    def _log_sigterm(self) -> None:
-        name = self.settings.name
-        if self.settings.journal is not None:
-            log.warning("%s: stopped by SIGTERM (a batch job's time limit, a preemption, scancel, or a kill): "
-                        "the workers are stopped; resubmit the same script to resume from the journal %s",
-                        name, os.path.abspath(self.settings.journal))
-        else:
-            log.warning("%s: stopped by SIGTERM (a batch job's time limit, a preemption, scancel, or a kill): "
-                        "the workers are stopped; without a journal what finished is only in the "
-                        "paramsurvey.Interrupted exception (give journal= to resume)", name)
+            if signal.SIGTERM in received:  # said here, not in the handler: logging takes locks
+                then = (f"resubmit the same script to resume from the journal {self.settings.journal}"
+                        if self.settings.journal is not None else
+                        "without a journal what finished is only in the paramsurvey.Interrupted exception "
+                        "(give journal= to resume)")
+                log.warning("%s: stopped by SIGTERM (a batch job's time limit, a preemption, scancel, or a kill): "
+                            "the workers are stopped; %s", self.settings.name, then)
 
