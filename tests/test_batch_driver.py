@@ -214,22 +214,23 @@ def test_ray_started_in_the_allocation_runs_the_survey_and_leaves_nothing(slurm,
 
 
 def test_a_job_started_while_another_writes_the_journal_fails_saying_so(slurm, workdir):
-    """Two allocations of one survey at once (one CPU each: both run): one survey finishes, the
-    other fails before running anything, naming the journal."""
-    env = {"SURVEY_PSETS": "30", "SURVEY_SECONDS": "0.5"}
-    jobs = [submit(slurm, workdir, "survey.sbatch", "--cpus-per-task=1", **env) for _ in range(2)]
-    for job in jobs:
+    """A second allocation of the survey while the first runs (one CPU each: both run at once):
+    it fails before running any pset, naming the journal and its writer; the first finishes."""
+    env = {"SURVEY_PSETS": "60", "SURVEY_SECONDS": "0.5"}  # ~15 s: the second starts well within it
+    first = submit(slurm, workdir, "survey.sbatch", "--cpus-per-task=1", **env)
+    wait_for_outputs(workdir, 2, first, slurm)
+    second = submit(slurm, workdir, "survey.sbatch", "--cpus-per-task=1", **env)
+    for job in (first, second):
         slurm.wait_until_gone(job, JOB_TIMEOUT)
-    logs = {job: read_log(workdir, "survey-%j.out", job) for job in jobs}
-    finished = [job for job in jobs if "survey finished: 30 results, 0 failed" in logs[job]]
-    refused = [job for job in jobs if re.search(
-        r"paramsurvey.exceptions.JournalError: journal \S+survey.journal is being written by another survey "
-        r"\(.*\); wait for it to finish or use another journal", logs[job])]
-    assert len(finished) == 1 and len(refused) == 1 and finished != refused, logs
-    assert job_state(slurm, finished[0]) == ("COMPLETED", "0:0")
-    assert job_state(slurm, refused[0]) == ("FAILED", "1:0")
-    assert {job for _, job in outputs(workdir)} == set(finished)  # the refused job ran no pset
-    assert_each_finished_once(str(workdir / "survey.journal"), 30)
+    log = read_log(workdir, "survey-%j.out", first)
+    assert "survey finished: 60 results, 0 failed" in log, log[-3000:]
+    assert job_state(slurm, first) == ("COMPLETED", "0:0")
+    log = read_log(workdir, "survey-%j.out", second)
+    assert re.search(r"paramsurvey.exceptions.JournalError: journal \S+survey.journal is being written by "
+                     r"another survey \(pid \d+ on .*\); wait for it to finish or use another journal", log), log
+    assert job_state(slurm, second) == ("FAILED", "1:0")
+    assert {job for _, job in outputs(workdir)} == {first}  # the refused job ran no pset
+    assert_each_finished_once(str(workdir / "survey.journal"), 60)
 
 
 def test_a_ray_head_that_cannot_start_fails_the_job_at_once(slurm, workdir):
