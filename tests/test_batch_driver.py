@@ -191,6 +191,7 @@ def test_a_survey_longer_than_its_time_limit_finishes_over_several_allocations(s
 
 @pytest.mark.timeout(JOB_TIMEOUT + 180)
 def test_ray_started_in_the_allocation_runs_the_survey_and_leaves_nothing(slurm, workdir):
+    pytest.importorskip("ray")
     job = submit(slurm, workdir, "ray-survey.sbatch", SURVEY_PSETS="20", SURVEY_SECONDS="0.2")
     slurm.wait_until_gone(job, JOB_TIMEOUT + 60)
     log = read_log(workdir, "ray-survey-%j.out", job)
@@ -234,6 +235,7 @@ def test_a_job_started_while_another_writes_the_journal_fails_saying_so(slurm, w
 
 
 def test_a_ray_head_that_cannot_start_fails_the_job_at_once(slurm, workdir):
+    pytest.importorskip("ray")  # the script's wait for the head imports it
     fake_ray = workdir / "ray"
     fake_ray.write_text("#!/bin/sh\necho 'ray: cannot start (a stand-in for any failure)' >&2\nexit 1\n")
     fake_ray.chmod(0o755)
