@@ -417,31 +417,49 @@ class Survey:
             frame[column] = pd.Series([self.failures[p][i] for p in positions], index=frame.index, dtype=object)
         return frame
 
-    # -- Ctrl-C ----------------------------------------------------------------------------------
+    # -- Ctrl-C and SIGTERM -----------------------------------------------------------------------
     @contextmanager
     def _sigint_guard(self) -> Iterator[None]:
-        """Turn Ctrl-C into a flag the loop checks, woken through ``backend.wakeup()``,
+        """Turn Ctrl-C, and SIGTERM, into a flag the loop checks, woken through ``backend.wakeup()``,
         so an interrupt never lands in the middle of recording a group. In-process backends
-        (serial) and a second Ctrl-C get a plain KeyboardInterrupt at once."""
-        in_main = threading.current_thread() is threading.main_thread()
-        if not in_main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        (serial) and a second signal get a plain KeyboardInterrupt at once.
+
+        SIGTERM is how batch systems stop a job (Slurm: the time limit, preemption, scancel), sent
+        to every process of the job, with SIGKILL after a grace (Slurm's KillWait, 30 s by
+        default): handled like Ctrl-C, the workers stop and the journal is written well inside that
+        grace, and ``Interrupted`` carries what finished. Each signal is trapped only while it has
+        Python's default handler, so a program's own handler is left alone, and outside map()
+        SIGTERM still ends the process at once."""
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
         backend = self.backend
         in_process = IN_PROCESS in backend.capabilities
+        received: list[int] = []
 
-        def on_sigint(signum: int, frame: Any) -> None:
+        def on_stop_signal(signum: int, frame: Any) -> None:
+            received.append(signum)
             if self.interrupted or in_process:
                 self.interrupted = True
                 raise KeyboardInterrupt
             self.interrupted = True
             backend.wakeup()
 
-        previous = signal.signal(signal.SIGINT, on_sigint)
+        defaults = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
+        previous = {signum: signal.signal(signum, on_stop_signal)
+                    for signum, default in defaults if signal.getsignal(signum) is default}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if signal.SIGTERM in received:  # said here, not in the handler: logging takes locks
+                then = (f"resubmit the same script to resume from the journal {self.settings.journal}"
+                        if self.settings.journal is not None else
+                        "without a journal what finished is only in the paramsurvey.Interrupted exception "
+                        "(give journal= to resume)")
+                log.warning("%s: stopped by SIGTERM (a batch job's time limit, a preemption, scancel, or a kill): "
+                            "the workers are stopped; %s", self.settings.name, then)
 
 
 def _plain(status: str) -> str:

@@ -222,6 +222,7 @@ class Zygote:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a pset, and what it starts, keep the default
             for fd in self.wake_fds:
                 os.close(fd)
             self.ctrl.close()
@@ -344,6 +345,9 @@ def _reap_all(pids: dict[int, int], deadline: float) -> dict[int, int]:
 def serve(ctrl_fd: int) -> None:
     ctrl = socket.socket(fileno=ctrl_fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    # so is SIGTERM: a batch system (Slurm's time limit, scancel) sends it to every process of the
+    # job at once, and the driver needs its fork server to stop the workers in order
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     become_subreaper()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
