@@ -26,7 +26,7 @@ demo: $(VENV)/.demo-stamp
 	$(BIN)/python -m paramsurvey.examples.readme
 
 lint: $(VENV)/.test-stamp
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 
 typecheck: $(VENV)/.test-stamp
 	$(BIN)/mypy src

@@ -39,13 +39,14 @@ and writes them to the carbon server's socket, reconnecting every 10 s after an 
 ``map()`` calls ``close()`` after the survey, whatever happened to it: the last points get at most
 a second to leave, then a stuck socket is shut.
 
-The SIGINT handler (installed by :meth:`Survey._sigint_guard` around ``begin_map()`` and the loop,
-in the main thread, when Ctrl-C still has Python's default handler) reads only whether an interrupt
-came before; it writes the interrupt flag and calls ``backend.wakeup()`` (one byte to the backend's
-own pipe, which its ``poll()`` waits on beside its workers), so the loop wakes at once and stops
-between two outcomes, never in the middle of recording one. A second Ctrl-C, or one on an in-process
-backend (serial: the psets run inside the loop's own ``poll()``), raises ``KeyboardInterrupt`` at once
-instead. It ends with the loop: the previous handler is restored.
+The SIGINT and SIGTERM handler (installed by :meth:`Survey._sigint_guard` around ``begin_map()`` and
+the loop, in the main thread, for each signal that still has Python's default handler; SIGTERM is
+what a batch system sends at a job's time limit, on preemption or scancel) reads only whether an
+interrupt came before; it writes the interrupt flag and calls ``backend.wakeup()`` (one byte to the
+backend's own pipe, which its ``poll()`` waits on beside its workers), so the loop wakes at once and
+stops between two outcomes, never in the middle of recording one. A second signal, or one on an
+in-process backend (serial: the psets run inside the loop's own ``poll()``), raises
+``KeyboardInterrupt`` at once instead. It ends with the loop: the previous handlers are restored.
 """
 
 from __future__ import annotations
