@@ -122,8 +122,12 @@ def status(path: str | os.PathLike[str]) -> JournalStatus:
     from ._read import JournalRows
 
     path = check_journal(path)
-    meta, problem = _metadata(path)
-    rows = JournalRows.load(path, light=True)
+    meta, problem = metadata(path)
+    return status_from_rows(path, meta, problem, JournalRows.load(path, light=True))
+
+
+def status_from_rows(path: str, meta: dict[str, Any], problem: str | None, rows: JournalRows) -> JournalStatus:
+    """``status()`` of rows already read (the report reads a journal once for everything it shows)."""
     running = bool(is_locked(path))
     runs = meta.get("runs") or [{}]
     last = runs[-1]
@@ -152,7 +156,7 @@ def status(path: str | os.PathLike[str]) -> JournalStatus:
     )
 
 
-def _metadata(path: str) -> tuple[dict[str, Any], str | None]:
+def metadata(path: str) -> tuple[dict[str, Any], str | None]:
     """The metadata ({} when there is none), and what is wrong with it when it is damaged: the
     counts then come from the parts, and the problem is reported."""
     try:

@@ -129,11 +129,10 @@ def from_journal(path: str | os.PathLike[str]) -> Summary:
     a journal. Damaged parts are skipped (named in the warnings), damaged metadata is a warning."""
     from ..journal._read import JournalRows
     from ..journal._reading import check_journal
+    from ..journal._status import metadata
 
     path = check_journal(path)
-    from ..journal import _status
-
-    meta, problem = _status._metadata(path)
+    meta, problem = metadata(path)
     rows = JournalRows.load(path)  # once: the state below is computed from these rows too
     latest = rows.latest()
     frame, pset_keys, result_keys, omitted = _journal_frame(rows, latest, meta)
@@ -142,7 +141,7 @@ def from_journal(path: str | os.PathLike[str]) -> Summary:
     exceptions, tracebacks = rows.failures(latest[failed_at])
     frame["_exception"] = _scattered(len(frame), failed_at, exceptions)
     frame["_traceback"] = _scattered(len(frame), failed_at, tracebacks)
-    summary = _journal_state(path, meta, rows)
+    summary = _journal_state(path, meta, problem, rows)
     if problem:
         summary.warnings.append(problem)
     for part in rows.damaged:
@@ -158,34 +157,19 @@ def _scattered(n: int, at: np.ndarray, values: list[Any]) -> pd.Series:
     return pd.Series(out, dtype=object)
 
 
-def _journal_state(path: str, meta: dict[str, Any], rows: Any) -> Summary:
-    """Where the survey stands, by the rules of ``journal.status`` (its counts, rate, time remaining),
-    from rows already read: a second read of a big journal would double the report's time."""
-    from ..journal import _status
-    from ..journal._store import is_locked
+def _journal_state(path: str, meta: dict[str, Any], problem: str | None, rows: Any) -> Summary:
+    """Where the survey stands, as ``journal.status`` says it, from rows already read: a second read
+    of a big journal would double the report's time."""
+    from ..journal._status import status_from_rows
 
-    running = bool(is_locked(path))
-    runs = list(meta.get("runs") or [])
-    last = runs[-1] if runs else {}
-    run_no = int(last.get("run", rows.run.max() if rows.n else 1))
-    this = rows.run == run_no
-    counts = _status._counts(rows, last, this)
-    total = int(last.get("total", sum(counts.values())))
-    remaining = max(0, total - sum(counts.values()))
-    finished_this = rows.finished[this]
-    now = np.datetime64(datetime.datetime.now(datetime.UTC).replace(tzinfo=None), "us")
-    start = _status._parse_time(last.get("start_time"))
-    rate = _status._rate(finished_this, start, now if running else None)
+    state = status_from_rows(path, meta, problem, rows)
     summary = Summary(
-        title=path, source="journal", generated=_now(), state=_status._state(running, last), total=total,
-        counts={k: v for k, v in counts.items() if v}, remaining=remaining, rate=rate,
-        eta=(remaining / rate) if running and rate else None,
-        elapsed=_status._seconds(start, now if running else _status._parse_time(last.get("end_time"))),
-        last_finished=(str(pd.Timestamp(finished_this.max()).tz_localize("UTC").isoformat())
-                       if len(finished_this) else None),
-        runs=runs, meta={k: v for k, v in meta.items() if k != "runs"},
+        title=path, source="journal", generated=_now(), state=state.state, total=state.total,
+        counts={k: v for k, v in state.counts.items() if v}, remaining=state.remaining, rate=state.rate,
+        eta=state.eta, elapsed=state.elapsed, last_finished=state.last_finished,
+        runs=list(meta.get("runs") or []), meta={k: v for k, v in meta.items() if k != "runs"},
     )
-    if meta.get("rebuilt") and "total" not in meta:
+    if state.rebuilt:
         summary.warnings.append("the metadata was rebuilt from the parts (paramsurvey repair): the survey's size "
                                 "and earlier runs' provenance are unknown until its next run")
     return summary
