@@ -108,3 +108,35 @@ def test_driver_killed_leaves_no_worker(tmp_path, how):
     while alive(family) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert alive(family) == []
+
+
+SERIAL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    import paramsurvey
+
+    def quick(pset, system_kwargs, user_kwargs):
+        if pset['x'] == int(sys.argv[2]):  # Ctrl-C arrives while this pset runs, mid-group
+            os.kill(os.getpid(), signal.SIGINT)
+        return {'y': pset['x']}
+
+    paramsurvey.init(backend='serial', verbose=0)
+    try:
+        paramsurvey.map(quick, [{'x': i} for i in range(400)], journal=sys.argv[1])
+    except paramsurvey.Interrupted as exc:
+        print('results', sorted(exc.results.df['y'].tolist()) == list(range(int(sys.argv[2]))), flush=True)
+    print('journaled', len(paramsurvey.journal.read(sys.argv[1])), flush=True)
+""")
+
+
+def test_ctrl_c_on_the_serial_backend_keeps_what_the_running_group_finished(tmp_path):
+    """On the serial backend Ctrl-C lands inside a pset, in the middle of its group: the psets that
+    group finished before it are results (and journaled), not lost with the interrupted one."""
+    script = tmp_path / "serial_driver.py"
+    script.write_text(SERIAL_SCRIPT)
+    stop_at = 300  # psets this quick run in big groups by then: the interrupted group holds finished psets
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "j.journal"), str(stop_at)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=SRC))
+    assert proc.returncode == 0, proc.stderr
+    assert "results True" in proc.stdout, proc.stdout + proc.stderr
+    assert f"journaled {stop_at}" in proc.stdout, proc.stdout + proc.stderr

@@ -71,7 +71,7 @@ from ._columns import ColumnAccumulator
 from ._config import Settings
 from ._progress import Counters, ProgressReporter
 from ._psets import PsetSource
-from ._records import GroupDone, GroupResult, JournalSink, MapContext, PsetLost, Status, Task
+from ._records import GroupDone, GroupInterrupted, GroupResult, JournalSink, MapContext, PsetLost, Status, Task
 from ._results import MISSING_COLUMNS, MapResults
 from .backends.base import IN_PROCESS, MAX_TASKS_PER_CHILD, TIMEOUT, Backend
 from .exceptions import ArgumentError, Interrupted
@@ -216,6 +216,10 @@ class Survey:
                 self.backend.begin_map(ctx, settings)
                 self._loop()
                 completed = True
+            except GroupInterrupted as exc:  # in-process psets: keep what the interrupted group finished
+                self.interrupted = True
+                if exc.task is not None:
+                    self._on_group(exc.result, exc.task.attempt)
             except KeyboardInterrupt:
                 self.interrupted = True
             except BaseException:

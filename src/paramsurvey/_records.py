@@ -83,6 +83,17 @@ class PsetLost:
 Outcome = GroupDone | PsetLost
 
 
+class GroupInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) in a group that runs in the driver itself (the serial backend): still a
+    KeyboardInterrupt, carrying what the group finished before it (``result``) and, once the backend
+    has added it, its ``task``, so that the engine keeps those psets: nothing finished is lost."""
+
+    def __init__(self, result: GroupResult) -> None:
+        super().__init__()
+        self.result = result
+        self.task: Task | None = None
+
+
 @dataclass(frozen=True)
 class MapContext:
     """Everything a worker needs for one map(), shipped once per map, not once per pset. Built once,

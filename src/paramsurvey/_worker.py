@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._hashing import seed_for
-from ._records import Failure, GroupResult, MapContext, PsetWatch, Status
+from ._records import Failure, GroupInterrupted, GroupResult, MapContext, PsetWatch, Status
 from ._sending import encode_message
 from ._sending import encode_result as encode_result  # the Ray/Dask task's too, reached from here
 from ._sending import scrub_unpicklable as scrub_unpicklable
@@ -180,65 +180,80 @@ def run_group(ctx: MapContext, positions: Sequence[int], psets: Sequence[dict[st
     precise = True
     estimated: list[int] = []
     group_c0 = cpu()
-    for position, pset in zip(positions, psets):
-        if starting is not None:  # e.g. tell the driver which pset runs, and since when (timeouts)
-            starting(position)
-        if copy_psets:
-            pset = dict(pset)
-        raw_stats: dict[str, list[float]] = {}
-        system_kwargs = SystemKwargs(base, pset_index=position, raw_stats=raw_stats)
-        system_kwargs._pset = pset
-        system_kwargs._map_seed = map_seed
-        if out_subdirs:
-            system_kwargs["out_subdir"] = f"ps{position % out_subdirs:0{ctx.subdir_digits}d}"
-        if have_ray and "ray" in pset:  # 0.4.x handed a pset's own ray options to its worker, on every backend
-            ray_options = pset["ray"]
-            # None or NaN: a row of a DataFrame whose pset has no options
-            if ray_options is not None and not (isinstance(ray_options, float) and ray_options != ray_options):
-                system_kwargs["ray"] = ray_options
-        c0 = cpu() if precise else 0.0
-        t0 = perf()
-        try:
-            ret = func(pset, system_kwargs, user_kwargs)
-            status = None
-        except catch as exc:
-            status = Status.EXCEPTION if isinstance(exc, Exception) else Status.CRASHED
-            failure = _failure((position, status, repr(exc), traceback.format_exc()))
-        t1 = perf()
-        wall.append(t1 - t0)
-        if precise:
-            io = (t1 - t0) - (cpu() - c0)
-            iowait.append(io if io > 0.0 else 0.0)
-        else:
-            estimated.append(len(iowait))
-            iowait.append(t1 - t0)
-        precise = t1 - t0 > CPU_CLOCK_WORTH
-        if raw_stats:
-            for key, values in raw_stats.items():
-                raw.setdefault(key, []).extend(values if isinstance(values, list) else [values])
-        if status is None and ret is not None and not isinstance(ret, dict):
-            status = Status.EXCEPTION
-            failure = _failure((position, status, _describe_bad_return(ret), ""))
-        if status is not None:
-            failures.append(failure)
-            continue
-        if ret:
-            for key, value in ret.items():
-                column = columns.get(key)
-                if column is None:
-                    columns[key] = column = [None] * n_ok
-                    if n_ok:
-                        absent[key] = list(range(n_ok))
-                column.append(value)
-            if len(ret) != len(columns):
+    try:  # free in 3.11 when nothing is raised
+        for position, pset in zip(positions, psets):
+            if starting is not None:  # e.g. tell the driver which pset runs, and since when (timeouts)
+                starting(position)
+            if copy_psets:
+                pset = dict(pset)
+            raw_stats: dict[str, list[float]] = {}
+            system_kwargs = SystemKwargs(base, pset_index=position, raw_stats=raw_stats)
+            system_kwargs._pset = pset
+            system_kwargs._map_seed = map_seed
+            if out_subdirs:
+                system_kwargs["out_subdir"] = f"ps{position % out_subdirs:0{ctx.subdir_digits}d}"
+            if have_ray and "ray" in pset:  # 0.4.x handed a pset's own ray options to its worker, on every backend
+                ray_options = pset["ray"]
+                # None or NaN: a row of a DataFrame whose pset has no options
+                if ray_options is not None and not (isinstance(ray_options, float) and ray_options != ray_options):
+                    system_kwargs["ray"] = ray_options
+            c0 = cpu() if precise else 0.0
+            t0 = perf()
+            try:
+                ret = func(pset, system_kwargs, user_kwargs)
+                status = None
+            except catch as exc:
+                status = Status.EXCEPTION if isinstance(exc, Exception) else Status.CRASHED
+                failure = _failure((position, status, repr(exc), traceback.format_exc()))
+            t1 = perf()
+            wall.append(t1 - t0)
+            if precise:
+                io = (t1 - t0) - (cpu() - c0)
+                iowait.append(io if io > 0.0 else 0.0)
+            else:
+                estimated.append(len(iowait))
+                iowait.append(t1 - t0)
+            precise = t1 - t0 > CPU_CLOCK_WORTH
+            if raw_stats:
+                for key, values in raw_stats.items():
+                    raw.setdefault(key, []).extend(values if isinstance(values, list) else [values])
+            if status is None and ret is not None and not isinstance(ret, dict):
+                status = Status.EXCEPTION
+                failure = _failure((position, status, _describe_bad_return(ret), ""))
+            if status is not None:
+                failures.append(failure)
+                continue
+            if ret:
+                for key, value in ret.items():
+                    column = columns.get(key)
+                    if column is None:
+                        columns[key] = column = [None] * n_ok
+                        if n_ok:
+                            absent[key] = list(range(n_ok))
+                    column.append(value)
+                if len(ret) != len(columns):
+                    _pad(columns, absent, n_ok)
+            elif columns:
                 _pad(columns, absent, n_ok)
-        elif columns:
-            _pad(columns, absent, n_ok)
-        n_ok += 1
+            n_ok += 1
+    except KeyboardInterrupt:  # only where psets run in the driver (serial): the others catch it per pset
+        # the psets recorded in full; a row half-recorded when the interrupt came is dropped
+        done = n_ok + len(failures)
+        del wall[done:], iowait[done:]
+        for column in columns.values():
+            del column[n_ok:]
+        for key in absent:
+            absent[key] = [i for i in absent[key] if i < n_ok]
+        raise GroupInterrupted(_group_result(positions[:done], wall, iowait, columns, absent, failures, raw)) from None
     if watch is not None:
         watch.finished()
     if estimated:
         _share_iowait(iowait, estimated, wall, cpu() - group_c0)
+    return _group_result(positions, wall, iowait, columns, absent, failures, raw)
+
+
+def _group_result(positions: Sequence[int], wall: Any, iowait: Any, columns: dict[str, list[Any]],
+                  absent: dict[str, list[int]], failures: list[Failure], raw: dict[str, list[float]]) -> GroupResult:
     ran = array("q", positions)
     if failures:
         failed = {f.position for f in failures}

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._config import Settings
-from .._records import GroupDone, MapContext, Outcome, Task
+from .._records import GroupDone, GroupInterrupted, MapContext, Outcome, Task
 from .._worker import InitializerFailed, run_group
 from ..exceptions import BackendError
 from .base import IN_PROCESS, Backend
@@ -64,6 +64,9 @@ class SerialBackend(Backend):
             os.chdir(self.ctx.chdir)
         try:
             result = run_group(self.ctx, task.positions, task.psets, task.attempt)
+        except GroupInterrupted as exc:  # the engine keeps the psets the group finished
+            exc.task = task
+            raise
         except InitializerFailed as exc:
             raise BackendError(f"{exc.message}: no pset can run\n{exc.traceback}") from exc
         finally:
