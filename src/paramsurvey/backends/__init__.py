@@ -14,6 +14,10 @@ REGISTRY: dict[str, tuple[str, str, str | None, str | None]] = {
     "serial": (".serial", "SerialBackend", None, None),
     "ray": (".ray", "RayBackend", "ray", "ray"),
     "dask": (".dask", "DaskBackend", "distributed", "dask"),
+    "slurm": (".jobqueue", "SlurmBackend", "dask_jobqueue", "slurm"),
+    "pbs": (".jobqueue", "PBSBackend", "dask_jobqueue", "slurm"),
+    "sge": (".jobqueue", "SGEBackend", "dask_jobqueue", "slurm"),
+    "lsf": (".jobqueue", "LSFBackend", "dask_jobqueue", "slurm"),
 }
 
 
