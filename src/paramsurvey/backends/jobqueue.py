@@ -30,13 +30,17 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import signal
+import sys
+import threading
 import time
+from types import ModuleType
 from typing import Any, ClassVar
 
 from .. import _progress
 from .._config import Settings
 from .._worker import MapContext
-from ..exceptions import ArgumentError, BackendError
+from ..exceptions import ArgumentError, BackendError, BackendNotInstalled
 from . import _remote
 from ._jobqueue_options import JobOptions, check_options
 from ._slurm_queue import Guard, QueueWatcher, RefusalCatcher, check_job_request
@@ -57,6 +61,22 @@ WAIT_NOTICE = 60.0
 # its replacement is due at once; a short wait still covers a worker reconnecting.
 LOST_WORKER_TIMEOUT = "2s"
 LOST_WORKER_KEY = "distributed.deploy.lost-worker-timeout"
+
+
+def import_dask_jobqueue(name: str) -> ModuleType:
+    """dask_jobqueue, keeping the program's Ctrl-C handler: importing it replaces SIGINT's handler
+    with one that calls sys.exit() (exit status 0, no Interrupted, no partial results)."""
+    if "dask_jobqueue" in sys.modules:
+        return sys.modules["dask_jobqueue"]
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        return importlib.import_module("dask_jobqueue")
+    except ImportError as exc:
+        raise BackendNotInstalled(f"the {name} backend needs dask-jobqueue, which is not installed: "
+                                  "pip install 'paramsurvey[slurm]'") from exc
+    finally:
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
 
 
 class JobqueueBackend(Backend):
@@ -86,8 +106,7 @@ class JobqueueBackend(Backend):
 
     @classmethod
     def _cluster_cls(cls) -> type:
-        module = importlib.import_module("dask_jobqueue")
-        found: type = getattr(module, cls.cluster_class)
+        found: type = getattr(import_dask_jobqueue(cls.name), cls.cluster_class)
         return found
 
     # -- life cycle -------------------------------------------------------------------------
