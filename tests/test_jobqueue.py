@@ -140,15 +140,30 @@ def test_a_refused_job_request_is_inits_error_in_sbatchs_words(cluster, given, s
     assert cluster.jobs() == {}
 
 
-def test_a_refusal_at_submission_is_raised_not_waited_on(cluster, tmp_path):
-    """Without the --test-only check, sbatch's refusal (which dask-jobqueue only logs) still
-    reaches the user, as a BackendError quoting sbatch."""
+REFUSED = textwrap.dedent("""
+    import json, sys, time
+    import paramsurvey
     start = time.monotonic()
-    with pytest.raises(paramsurvey.BackendError, match="slurm refused a worker job") as info:
-        paramsurvey.init(backend="slurm", slurm=options(cluster, partition="nosuchpartition", check_request=False),
-                         verbose=0)
-    assert "Invalid partition name specified" in str(info.value)
-    assert time.monotonic() - start < REFUSAL_DEADLINE
+    try:
+        paramsurvey.init(backend="slurm", slurm=json.loads(sys.argv[1]), verbose=0)
+    except paramsurvey.BackendError as exc:
+        print(json.dumps({"error": str(exc), "seconds": time.monotonic() - start}))
+""")
+
+
+def test_a_refusal_at_submission_is_raised_not_waited_on(cluster, tmp_path):
+    """Without the --test-only check, sbatch's refusal (which dask-jobqueue only logs, as a
+    traceback on stderr) still reaches the user, as a BackendError quoting sbatch, and only so
+    (verbose=0: nothing on stderr). A program of its own: pytest's log capture hides stderr."""
+    given = options(cluster, partition="nosuchpartition", check_request=False)
+    env = dict(cluster.env, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", REFUSED, json.dumps(given)], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=DRIVER_TIMEOUT)
+    said = json.loads(out.stdout)
+    assert said["error"].startswith("slurm refused a worker job: sbatch: error: invalid partition specified")
+    assert "Invalid partition name specified" in said["error"]
+    assert said["seconds"] < REFUSAL_DEADLINE
+    assert out.stderr == ""
 
 
 def test_pending_jobs_are_shown_and_pending_timeout_ends_the_wait(cluster, tmp_path, capfd):

@@ -77,8 +77,8 @@ def check_options(system: str, cluster_cls: type, options: Mapping[str, Any]) ->
         raise ArgumentTypeError(f"{system}= must be a dict of options, not {type(options).__name__}")
     _refuse_unknown(system, cluster_cls, options)
     minimum, maximum = _job_counts(system, options)
-    cores = _positive_int(system, options, "cores", 1)
     config = _config_of(cluster_cls)
+    cores = _positive_int(system, options, "cores", config.get("cores") or 1)
     memory = options.get("memory") or config.get("memory") or f"{MEMORY_PER_CORE_GB * cores}GB"
     _check_memory(system, memory)
     walltime = options.get("walltime") or config.get("walltime")

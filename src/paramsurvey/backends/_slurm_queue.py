@@ -71,26 +71,31 @@ def refusal_of(exc: BaseException | None) -> str | None:
     return (stderr.strip() if found else "") or text.strip()
 
 
-class RefusalCatcher(logging.Handler):
-    """On the ``tornado.application`` logger while the backend lives: keeps the first refusal."""
+class RefusalCatcher(logging.Filter):
+    """On the ``tornado.application`` logger while the backend lives: keeps the first refusal, and
+    keeps its traceback off stderr (the backend raises it as a BackendError, which says it all;
+    verbose=0 must print nothing)."""
 
     LOGGER = "tornado.application"
 
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
+        super().__init__()
         self.refusal: str | None = None
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         said = refusal_of(exc) or refusal_of(Exception(record.getMessage()))
-        if said is not None and self.refusal is None:
+        if said is None:
+            return True
+        if self.refusal is None:
             self.refusal = said
+        return False
 
     def install(self) -> None:
-        logging.getLogger(self.LOGGER).addHandler(self)
+        logging.getLogger(self.LOGGER).addFilter(self)
 
     def remove(self) -> None:
-        logging.getLogger(self.LOGGER).removeHandler(self)
+        logging.getLogger(self.LOGGER).removeFilter(self)
 
 
 def describe(states: list[tuple[str, str, str]]) -> str:
