@@ -108,6 +108,17 @@ def test_a_users_own_jobqueue_cluster_through_dask_keeps_working(cluster, tmp_pa
     wait_for_empty_queue(cluster)
 
 
+def test_adaptive_jobs_go_between_maps_and_come_back_for_the_next(cluster, tmp_path):
+    """minimum_jobs/maximum_jobs: maximum_jobs while a map runs, minimum_jobs (here none) between."""
+    paramsurvey.init(backend="slurm", slurm=options(cluster, jobs=None, minimum_jobs=0, maximum_jobs=2), verbose=0)
+    assert len(cluster.jobs()) == 1  # init() submits one, so that a refusal is its error
+    results = paramsurvey.map(marked_sleep, psets(40, 0.05), user_kwargs={"dir": str(tmp_path)})
+    assert_each_result_once(results, 40)
+    wait_for_empty_queue(cluster)  # the session goes on, its jobs do not
+    results = paramsurvey.map(marked_sleep, psets(10, 0), user_kwargs={"dir": str(tmp_path)})
+    assert_each_result_once(results, 10)
+
+
 # -- bad options, refused jobs: errors, never a wait --------------------------------------------------
 @pytest.mark.parametrize("given, error, match", [
     ({"jobz": 2}, TypeError, r"unknown slurm option\(s\) \['jobz'\]"),

@@ -123,10 +123,11 @@ def _refuse_unknown(system: str, cluster_cls: type, options: Mapping[str, Any]) 
 
 
 def _job_counts(system: str, options: Mapping[str, Any]) -> tuple[int, int]:
-    if "jobs" in options and ("minimum_jobs" in options or "maximum_jobs" in options):
+    given = {k for k in ("jobs", "minimum_jobs", "maximum_jobs") if options.get(k) is not None}
+    if "jobs" in given and given != {"jobs"}:
         raise ArgumentError(f"{system}={{...}}: give 'jobs' (a fixed number) or 'minimum_jobs'/'maximum_jobs' "
                             "(adaptive), not both")
-    if "jobs" in options:
+    if "jobs" in given or not given:
         jobs = _positive_int(system, options, "jobs", 1)
         return jobs, jobs
     minimum = _int(system, options, "minimum_jobs", 0)

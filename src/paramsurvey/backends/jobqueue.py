@@ -239,7 +239,11 @@ class JobqueueBackend(Backend):
         self.checked_at = now
         self._raise_refusal()
         inner = self._inner()
-        workers, self.workers = self.workers, len(inner.client.nthreads())
+        workers = self.workers
+        try:
+            self.workers = len(inner.client.nthreads())
+        except Exception:  # the client lost its scheduler: the Dask backend's poll() says so
+            return
         if workers != self.workers and self.watcher is not None:
             self.watcher.nudge()
         self._job_ids()
