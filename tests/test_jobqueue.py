@@ -81,11 +81,16 @@ def assert_each_result_once(results, n):
 
 # -- a survey --------------------------------------------------------------------------------------
 def test_a_survey_runs_in_worker_jobs_and_finalize_empties_the_queue(cluster, tmp_path):
-    paramsurvey.init(backend="slurm", slurm=options(cluster), verbose=0)
+    """With job_extra (an #SBATCH line) and env (a line of shell each job runs first)."""
+    given = options(cluster, job_extra=["#SBATCH --comment=from-the-test"], env="export PS_TEST_ENV=present")
+    paramsurvey.init(backend="slurm", slurm=given, verbose=0)
     assert len(cluster.jobs()) == 2  # submitted by init()
+    comments = cluster.run(["squeue", "-h", "-o", "%k %j"]).stdout.split("\n")
+    assert all(c.startswith("from-the-test paramsurvey-") for c in comments if c), comments
     results = paramsurvey.map(marked_sleep, psets(100, 0.01), user_kwargs={"dir": str(tmp_path)})
     assert_each_result_once(results, 100)
     assert set(results.results["job"]) <= set(cluster.jobs()) and all(results.results["job"])
+    assert set(results.results["env"]) == {"present"}
     assert paramsurvey.current_core_count() == 2
     paramsurvey.finalize()
     wait_for_empty_queue(cluster)

@@ -13,7 +13,8 @@ def marked_sleep(pset, system_kwargs, user_kwargs):
     with open(os.path.join(user_kwargs["dir"], f"{pset['i']}.{uuid.uuid4().hex}"), "w"):
         pass
     time.sleep(pset.get("t", 0))
-    return {"job": os.environ.get("SLURM_JOB_ID", ""), "backend": system_kwargs["backend"]}
+    return {"job": os.environ.get("SLURM_JOB_ID", ""), "backend": system_kwargs["backend"],
+            "env": os.environ.get("PS_TEST_ENV", "")}
 
 
 def markers(d):

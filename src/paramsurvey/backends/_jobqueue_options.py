@@ -243,8 +243,8 @@ def _with_lifetime(args: list[str], lifetime: float | None, walltime_seconds: fl
     if any(a.startswith("--lifetime") for a in args):
         return args
     if lifetime is not None:
-        return [*args, "--lifetime", f"{lifetime:g}s"]
+        return [*args, "--lifetime", f"{round(lifetime)}s"]
     if walltime_seconds is None:
         return args
     life, stagger = retirement(walltime_seconds)
-    return [*args, "--lifetime", f"{life:g}s", "--lifetime-stagger", f"{stagger:g}s"]
+    return [*args, "--lifetime", f"{round(life)}s", "--lifetime-stagger", f"{round(stagger)}s"]
