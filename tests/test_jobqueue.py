@@ -256,6 +256,29 @@ def test_the_walltime_gives_the_workers_lifetime_and_stagger():
     assert given.cluster_kwargs["worker_extra_args"] == ["--lifetime", "5m"]
 
 
+@pytest.mark.parametrize("system, cluster_class, queue_line, account_line", [
+    ("pbs", "PBSCluster", "#PBS -q bigq", "#PBS -A proj7"),
+    ("sge", "SGECluster", "#$ -q bigq", "#$ -P proj7"),
+    ("lsf", "LSFCluster", "#BSUB -q bigq", '#BSUB -P "proj7"'),
+])
+def test_pbs_sge_and_lsf_take_the_same_options(system, cluster_class, queue_line, account_line):
+    """Not run against those systems: their job scripts, as dask-jobqueue writes them."""
+    import dask_jobqueue
+
+    cls = getattr(dask_jobqueue, cluster_class)
+    opts = _jobqueue_options.check_options(system, cls, {"partition": "bigq", "account": "proj7", "cores": 2,
+                                                         "walltime": "01:00:00", "job_extra": ["-V"],
+                                                         "env": ["module load python"], "interface": "lo"})
+    made = cls(**opts.cluster_kwargs)
+    try:
+        script = made.job_script()
+    finally:
+        made.close()
+    for line in (queue_line, account_line, "module load python", "--lifetime 3240s --lifetime-stagger 120s",
+                 "--nthreads 1", opts.job_name):
+        assert line in script, (line, script)
+
+
 def test_the_job_state_line():
     rows = [("7", "RUNNING", "None"), ("8", "PENDING", "Resources"), ("9", "PENDING", "Resources"),
             ("10", "PENDING", "None"), ("11", "COMPLETING", "None")]
