@@ -19,7 +19,7 @@ import time
 
 import _slurm
 import pytest
-from workers_jobqueue import marked_sleep, markers
+from workers_jobqueue import kills_its_worker, marked_sleep, markers
 
 import paramsurvey
 from paramsurvey.backends import _jobqueue_options, _slurm_queue
@@ -241,6 +241,17 @@ def test_workers_retire_at_their_lifetime_and_are_replaced_losing_nothing(cluste
     results = paramsurvey.map(marked_sleep, psets(n, 0.1), user_kwargs={"dir": str(tmp_path)})
     assert_each_result_once(results, n)
     assert len(set(results.results["job"])) >= 3  # the first two retired within ~6 s of ~10 s of work
+
+
+def test_a_pset_that_kills_its_worker_again_and_again_ends_crashed(cluster):
+    """As on the dask backend: the worker's nanny restarts it inside the job, Dask gives up on the
+    task, paramsurvey runs the pset alone and records it crashed; the rest is done."""
+    paramsurvey.init(backend="slurm", slurm=options(cluster), verbose=0)
+    results = paramsurvey.map(kills_its_worker, [{"i": i, "crash": 7} for i in range(30)])
+    assert sorted(results.results["i"]) == [i for i in range(30) if i != 7]
+    assert list(results.missing["i"]) == [7]
+    assert list(results.missing["_status"]) == ["crashed"]
+    assert "KilledWorker" in results.missing["_exception"].iloc[0]
 
 
 def test_the_walltime_gives_the_workers_lifetime_and_stagger():

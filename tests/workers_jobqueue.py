@@ -20,3 +20,12 @@ def marked_sleep(pset, system_kwargs, user_kwargs):
 def markers(d):
     """Executions seen so far: the marker files' count."""
     return sum(1 for name in os.listdir(d) if not name.startswith("."))
+
+
+def kills_its_worker(pset, system_kwargs, user_kwargs):
+    """The pset ``crash`` names kills the worker process running it (as a segfault would)."""
+    import signal
+
+    if pset["i"] == pset["crash"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"job": os.environ.get("SLURM_JOB_ID", "")}

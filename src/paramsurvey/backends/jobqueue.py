@@ -10,8 +10,10 @@ batch queue needs:
                    queued; the cluster created, its jobs submitted; a refusal at submission (which
                    dask-jobqueue only logs) raised as well
     poll() ------> every HEALTH_INTERVAL: a refusal caught since -> BackendError; no worker for
-                   pending_timeout seconds -> BackendError saying how the jobs stand; jobs lost
-                   (walltime, preemption, scancel) replaced while the survey has work
+                   pending_timeout seconds -> BackendError saying how the jobs stand
+    keeper ------> a thread: while a map runs, jobs lost (walltime, preemption, scancel) are
+                   replaced (not from poll(): the Dask backend may wait there for a result whose
+                   worker is gone, which only a replacement can compute again)
     progress ----> ``worker jobs: 1 running, 2 pending (Resources)`` from squeue (Slurm)
     finalize() --> the cluster closed (its jobs cancelled); the guard process cancels whatever is
                    left, and does so too if the driver dies, even by SIGKILL
@@ -28,6 +30,7 @@ PBS, SGE and LSF (``backend='pbs'`` etc.) take the same path without the Slurm-o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import logging
 import signal
@@ -49,18 +52,14 @@ from .dask import DaskBackend
 
 log = logging.getLogger("paramsurvey")
 
-# The health of the jobs is looked at no more often than this (one round trip to the scheduler)
+# The jobs' health is looked at (and lost jobs replaced) this often: cheap (no round trip), and
+# a second is nothing beside a job's start
 HEALTH_INTERVAL = 1.0
 # init() waits this long at most for the first jobs to be submitted (not started): long enough for
 # a busy controller to answer sbatch, so a refusal is init()'s error; not a wait for the queue
 SUBMIT_WAIT = 30.0
 # With no pending_timeout, a survey that has had no worker for this long says so once, and waits
 WAIT_NOTICE = 60.0
-# distributed waits this long for a vanished worker to come back before its cluster may start
-# another in its place (default 15 s). A worker job that left the queue does not come back, so
-# its replacement is due at once; a short wait still covers a worker reconnecting.
-LOST_WORKER_TIMEOUT = "2s"
-LOST_WORKER_KEY = "distributed.deploy.lost-worker-timeout"
 
 
 def import_dask_jobqueue(name: str) -> ModuleType:
@@ -97,12 +96,13 @@ class JobqueueBackend(Backend):
         self.guard: Guard | None = None
         self.watcher: QueueWatcher | None = None
         self.catcher = RefusalCatcher()
-        self.saved_timeout: Any = None
+        self.keeper: _Keeper | None = None
         self.target = 0
         self.workers = 0
         self.checked_at = 0.0
         self.no_worker_since: float | None = None
         self.noticed = False
+        self.mapping = False  # a map runs: the keeper replaces lost jobs
 
     @classmethod
     def _cluster_cls(cls) -> type:
@@ -118,10 +118,6 @@ class JobqueueBackend(Backend):
             raise
 
     def _start(self) -> None:
-        import dask
-
-        self.saved_timeout = dask.config.get(LOST_WORKER_KEY, None)
-        dask.config.set({LOST_WORKER_KEY: LOST_WORKER_TIMEOUT})
         self.catcher.install()
         try:
             self.cluster = self._cluster_cls()(**self.options.cluster_kwargs)
@@ -142,6 +138,8 @@ class JobqueueBackend(Backend):
         self._await_submission()
         if self.watcher is not None:
             self.watcher.start()
+        self.keeper = _Keeper(self)
+        self.keeper.start()
         _progress.set_worker_state(self.worker_state)
 
     def _await_submission(self) -> None:
@@ -156,15 +154,23 @@ class JobqueueBackend(Backend):
         log.warning("%s: the worker jobs were not all submitted within %g s; going on", self.name, SUBMIT_WAIT)
 
     def _job_ids(self) -> list[str]:
-        jobs = list(self.cluster.workers.values()) if self.cluster is not None else []
+        cluster = self.cluster
+        try:
+            jobs = list(cluster.workers.values()) if cluster is not None else []
+        except RuntimeError:  # changed by the cluster's event loop as we read it: next time
+            return []
         ids = [str(j.job_id) for j in jobs if getattr(j, "job_id", None)]
         if self.guard is not None:
             self.guard.tell(ids)
         return ids
 
     def _scale(self, jobs: int) -> None:
+        """Ask for ``jobs`` jobs: lost ones are submitted again. Run in the cluster's event loop, as
+        every change of its worker specs is: this is called from the keeper thread too."""
         self.target = jobs
-        self.cluster.scale(jobs=jobs)
+        cluster = self.cluster
+        if cluster is not None:
+            cluster.loop.add_callback(functools.partial(cluster.scale, jobs=jobs))
 
     def update_settings(self, settings: Settings) -> None:
         check_options(self.name, self._cluster_cls(), settings.backend_options)
@@ -180,6 +186,9 @@ class JobqueueBackend(Backend):
     def shutdown(self) -> None:
         """The cluster closed (its jobs cancelled), then the guard cancels whatever is left."""
         _progress.set_worker_state(None)
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None:
+            keeper.stop()
         watcher, self.watcher = self.watcher, None
         if watcher is not None:
             watcher.stop()
@@ -196,11 +205,6 @@ class JobqueueBackend(Backend):
         if guard is not None:
             guard.close()
         self.catcher.remove()
-        if self.saved_timeout is not None:
-            import dask
-
-            dask.config.set({LOST_WORKER_KEY: self.saved_timeout})
-            self.saved_timeout = None
 
     def _inner(self) -> DaskBackend:
         if self.dask is None:
@@ -215,6 +219,7 @@ class JobqueueBackend(Backend):
                                 "give them to init(), not to map()")
         inner = self._inner()
         self._scale(self.options.maximum_jobs)
+        self.mapping = True
         self.no_worker_since = None
         self.noticed = False
         self.checked_at = 0.0
@@ -222,6 +227,7 @@ class JobqueueBackend(Backend):
                                                  backend_options=inner.settings.backend_options))
 
     def end_map(self) -> None:
+        self.mapping = False
         if self.dask is not None:
             self.dask.end_map()
             if self.options.minimum_jobs < self.options.maximum_jobs:  # adaptive: idle jobs go
@@ -238,17 +244,6 @@ class JobqueueBackend(Backend):
             return
         self.checked_at = now
         self._raise_refusal()
-        inner = self._inner()
-        workers = self.workers
-        try:
-            self.workers = len(inner.client.nthreads())
-        except Exception:  # the client lost its scheduler: the Dask backend's poll() says so
-            return
-        if workers != self.workers and self.watcher is not None:
-            self.watcher.nudge()
-        self._job_ids()
-        if inner.busy():  # work remains: jobs lost to walltime or preemption are replaced
-            self._scale(self.options.maximum_jobs)
         if self.workers:
             self.no_worker_since = None
             return
@@ -330,3 +325,42 @@ class SGEBackend(JobqueueBackend):
 class LSFBackend(JobqueueBackend):
     name = "lsf"
     cluster_class = "LSFCluster"
+
+
+class _Keeper:
+    """A daemon thread: every HEALTH_INTERVAL, counts the workers (the cluster's own view, no round
+    trip), tells the guard the job ids, nudges the squeue watcher when workers come or go, and
+    while a map runs asks again for its jobs, which replaces the lost ones."""
+
+    def __init__(self, backend: JobqueueBackend) -> None:
+        self.backend = backend
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="paramsurvey-jobs", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(HEALTH_INTERVAL):
+            try:
+                self.look()
+            except Exception as exc:  # the cluster closing under us: stop() is due
+                log.info("%s: looking at the jobs: %r", self.backend.name, exc, extra={"ps_verbose": 2})
+
+    def look(self) -> None:
+        backend = self.backend
+        cluster = backend.cluster
+        if cluster is None:
+            return
+        workers = len(cluster.scheduler_info.get("workers", {}))
+        if workers != backend.workers and backend.watcher is not None:
+            backend.watcher.nudge()
+        backend.workers = workers
+        backend._job_ids()
+        if backend.mapping:
+            backend._scale(backend.options.maximum_jobs)
