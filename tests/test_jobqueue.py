@@ -233,6 +233,28 @@ def test_a_worker_job_cancelled_mid_survey_loses_nothing_and_is_replaced(cluster
     assert seen - first, "the cancelled job was not replaced"
 
 
+def test_every_worker_job_cancelled_at_once_loses_nothing(cluster, tmp_path):
+    """All the jobs preempted together, with results still held by their workers: the map waits for
+    the replacements (a thread of their own asks for them) and records every result exactly once."""
+    n = 200
+    paramsurvey.init(backend="slurm", slurm=options(cluster), verbose=0)
+    first = set(cluster.jobs())
+
+    def preempt_all():
+        while markers(tmp_path) < 30:
+            time.sleep(0.05)
+        cluster.run(["scancel", *first])
+
+    thread = threading.Thread(target=preempt_all)
+    thread.start()
+    try:
+        results = paramsurvey.map(marked_sleep, psets(n, 0.05), user_kwargs={"dir": str(tmp_path)})
+    finally:
+        thread.join()
+    assert_each_result_once(results, n)
+    assert set(results.results["job"]) - first, "no replacement job ran a pset"
+
+
 def test_workers_retire_at_their_lifetime_and_are_replaced_losing_nothing(cluster, tmp_path):
     """lifetime (derived from walltime by default; short here): workers leave gracefully, their
     groups run elsewhere, new jobs take their place until the survey is done."""
