@@ -156,6 +156,13 @@ def test_a_refused_job_request_is_inits_error_in_sbatchs_words(cluster, given, s
     assert cluster.jobs() == {}
 
 
+def test_no_sbatch_here_is_an_error_saying_so(cluster, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Slurm commands (nor any other)
+    with pytest.raises(paramsurvey.BackendError, match="the slurm backend cannot find 'sbatch' on PATH: run the "
+                                                       "survey where slurm jobs can be submitted"):
+        paramsurvey.init(backend="slurm", slurm=options(cluster), verbose=0)
+
+
 REFUSED = textwrap.dedent("""
     import json, sys, time
     import paramsurvey

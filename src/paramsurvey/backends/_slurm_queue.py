@@ -22,6 +22,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import traceback
 from collections.abc import Callable
 
 from ..exceptions import BackendError
@@ -41,12 +42,17 @@ COMMAND_TIMEOUT = 60.0
 SUBMIT_FAILED = "Command exited with non-zero exit code"
 
 
-def check_job_request(submit_command: str, job_script: str, system: str) -> None:
-    """Ask Slurm whether it would take this job (``sbatch --test-only``), queueing nothing; a
-    refusal is a BackendError quoting sbatch."""
+def check_submit_command(submit_command: str, system: str) -> None:
+    """A BackendError unless the batch system's submit command is here: dask-jobqueue would only
+    log its absence, at every submission."""
     if shutil.which(submit_command) is None:
         raise BackendError(f"the {system} backend cannot find {submit_command!r} on PATH: run the survey where "
                            f"{system} jobs can be submitted (a login node), or put {submit_command} on PATH")
+
+
+def check_job_request(submit_command: str, job_script: str, system: str) -> None:
+    """Ask Slurm whether it would take this job (``sbatch --test-only``), queueing nothing; a
+    refusal is a BackendError quoting sbatch."""
     with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="paramsurvey-job-") as script:
         script.write(job_script)
         script.flush()
@@ -63,12 +69,19 @@ def check_job_request(submit_command: str, job_script: str, system: str) -> None
 
 
 def refusal_of(exc: BaseException | None) -> str | None:
-    """The submit command's own words from dask-jobqueue's RuntimeError, or None if ``exc`` is not one."""
-    if exc is None or SUBMIT_FAILED not in str(exc):
+    """What went wrong submitting a job: the submit command's own words from dask-jobqueue's
+    RuntimeError, or any other error raised through dask-jobqueue's code (the command could not be
+    run...); None for an error that is not a job's."""
+    if exc is None:
         return None
     text = str(exc)
-    _, found, stderr = text.partition("stderr:")
-    return (stderr.strip() if found else "") or text.strip()
+    if SUBMIT_FAILED in text:
+        _, found, stderr = text.partition("stderr:")
+        return (stderr.strip() if found else "") or text.strip()
+    frames = traceback.extract_tb(exc.__traceback__)
+    if any(f"{os.sep}dask_jobqueue{os.sep}" in frame.filename for frame in frames):
+        return f"{type(exc).__name__}: {text}"
+    return None
 
 
 class RefusalCatcher(logging.Filter):
@@ -84,7 +97,7 @@ class RefusalCatcher(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        said = refusal_of(exc) or refusal_of(Exception(record.getMessage()))
+        said = refusal_of(exc)
         if said is None:
             return True
         if self.refusal is None:

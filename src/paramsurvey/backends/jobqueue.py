@@ -46,7 +46,7 @@ from .._worker import MapContext
 from ..exceptions import ArgumentError, BackendError, BackendNotInstalled
 from . import _remote
 from ._jobqueue_options import JobOptions, check_options
-from ._slurm_queue import Guard, QueueWatcher, RefusalCatcher, check_job_request
+from ._slurm_queue import Guard, QueueWatcher, RefusalCatcher, check_job_request, check_submit_command
 from .base import Backend, Outcome, Task
 from .dask import DaskBackend
 
@@ -123,7 +123,8 @@ class JobqueueBackend(Backend):
             self.cluster = self._cluster_cls()(**self.options.cluster_kwargs)
         except Exception as exc:
             raise BackendError(f"could not create dask-jobqueue's {self.cluster_class}: {exc}") from exc
-        job = self.cluster._dummy_job  # what every job will be (dask-jobqueue's own template)
+        job = self.cluster.job_cls  # the commands that submit and cancel a job
+        check_submit_command(job.submit_command, self.name)
         if self.is_slurm and self.options.check_request:
             check_job_request(job.submit_command, self.cluster.job_script(), self.name)
         by_name = ["scancel", "--name", self.options.job_name] if self.is_slurm else []
