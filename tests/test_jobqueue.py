@@ -283,6 +283,29 @@ def test_a_pset_that_kills_its_worker_again_and_again_ends_crashed(cluster):
     assert "KilledWorker" in results.missing["_exception"].iloc[0]
 
 
+CRASHING = textwrap.dedent("""
+    import json, sys
+    config = json.loads(sys.argv[1])
+    sys.path.insert(0, config["tests"])
+    import paramsurvey
+    from workers_jobqueue import kills_its_worker
+    paramsurvey.init(backend="slurm", slurm=config["slurm"], verbose=0)
+    results = paramsurvey.map(kills_its_worker, [{"i": i, "crash": 7} for i in range(30)])
+    print(json.dumps(list(results.missing["_status"])))
+""")
+
+
+def test_verbose_0_prints_nothing_when_workers_die(cluster, tmp_path):
+    """The scheduler runs in the driver: its own error lines (a task whose workers died) must not
+    reach stderr at verbose=0; the crash is in results.missing."""
+    config = {"tests": TESTS, "slurm": options(cluster)}
+    env = dict(cluster.env, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", CRASHING, json.dumps(config)], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=DRIVER_TIMEOUT)
+    assert json.loads(out.stdout) == ["crashed"], out.stderr
+    assert out.stderr == ""
+
+
 def test_the_walltime_gives_the_workers_lifetime_and_stagger():
     from dask_jobqueue import SLURMCluster
 

@@ -119,8 +119,12 @@ class JobqueueBackend(Backend):
 
     def _start(self) -> None:
         self.catcher.install()
+        kwargs = dict(self.options.cluster_kwargs)
+        # the scheduler runs in this process: its log lines (a worker died, a key could not be
+        # gathered) are the Dask backend's to report, in paramsurvey's words, at the verbosity asked
+        kwargs.setdefault("silence_logs", logging.CRITICAL if self.settings.verbose < 2 else logging.WARNING)
         try:
-            self.cluster = self._cluster_cls()(**self.options.cluster_kwargs)
+            self.cluster = self._cluster_cls()(**kwargs)
         except Exception as exc:
             raise BackendError(f"could not create dask-jobqueue's {self.cluster_class}: {exc}") from exc
         job = self.cluster.job_cls  # the commands that submit and cancel a job
