@@ -23,6 +23,7 @@ from workers_jobqueue import kills_its_worker, marked_sleep, markers
 
 import paramsurvey
 from paramsurvey.backends import _jobqueue_options, _slurm_queue
+from paramsurvey.backends.jobqueue import import_dask_jobqueue
 
 pytestmark = pytest.mark.slurm  # run by `make test-slurm`, which installs Slurm first
 
@@ -53,6 +54,12 @@ def cluster(slurm, monkeypatch):
         wait_for_empty_queue(slurm)
     finally:
         slurm.cancel_all()
+
+
+def jobqueue():
+    """dask_jobqueue, imported as the backend does: a plain import would leave this test process's
+    Ctrl-C calling sys.exit() (its runner module's doing), for every test after this one."""
+    return import_dask_jobqueue("slurm")
 
 
 def options(cluster, **more):
@@ -97,7 +104,7 @@ def test_a_survey_runs_in_worker_jobs_and_finalize_empties_the_queue(cluster, tm
 
 
 def test_a_users_own_jobqueue_cluster_through_dask_keeps_working(cluster, tmp_path):
-    from dask_jobqueue import SLURMCluster
+    SLURMCluster = jobqueue().SLURMCluster
 
     own = SLURMCluster(queue=cluster.partition, cores=1, processes=1, memory="500MB", walltime="00:10:00",
                        interface="lo", python=sys.executable, log_directory=os.path.join(cluster.dir, "logs"),
@@ -307,8 +314,7 @@ def test_verbose_0_prints_nothing_when_workers_die(cluster, tmp_path):
 
 
 def test_the_walltime_gives_the_workers_lifetime_and_stagger():
-    from dask_jobqueue import SLURMCluster
-
+    SLURMCluster = jobqueue().SLURMCluster
     opts = _jobqueue_options.check_options("slurm", SLURMCluster, {"walltime": "02:00:00"})
     args = opts.cluster_kwargs["worker_extra_args"]
     assert args == ["--lifetime", "6600s", "--lifetime-stagger", "200s"]  # 10% of 2 h before it, +-1/3 of that
@@ -326,9 +332,7 @@ def test_the_walltime_gives_the_workers_lifetime_and_stagger():
 ])
 def test_pbs_sge_and_lsf_take_the_same_options(system, cluster_class, queue_line, account_line):
     """Not run against those systems: their job scripts, as dask-jobqueue writes them."""
-    import dask_jobqueue
-
-    cls = getattr(dask_jobqueue, cluster_class)
+    cls = getattr(jobqueue(), cluster_class)
     opts = _jobqueue_options.check_options(system, cls, {"partition": "bigq", "account": "proj7", "cores": 2,
                                                          "walltime": "01:00:00", "job_extra": ["-V"],
                                                          "env": ["module load python"], "interface": "lo"})
