@@ -99,6 +99,8 @@ def test_a_survey_runs_in_worker_jobs_and_finalize_empties_the_queue(cluster, tm
     assert set(results.results["job"]) <= set(cluster.jobs()) and all(results.results["job"])
     assert set(results.results["env"]) == {"present"}
     assert paramsurvey.current_core_count() == 2
+    with pytest.raises(ValueError, match=r"options \['jobs'\] choose the worker jobs: give them to init"):
+        paramsurvey.map(marked_sleep, psets(2, 0), user_kwargs={"dir": str(tmp_path)}, slurm={"jobs": 3})
     paramsurvey.finalize()
     wait_for_empty_queue(cluster)
 
