@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -216,6 +217,33 @@ def test_pending_jobs_are_shown_and_pending_timeout_ends_the_wait(cluster, tmp_p
         wait_for_empty_queue(cluster, keep=(blocker,))
     finally:
         cluster.run(["scancel", blocker])
+
+
+def test_without_pending_timeout_a_long_wait_is_said_once_and_the_survey_goes_on(cluster, tmp_path, capfd,
+                                                                                  monkeypatch):
+    """No pending_timeout: after WAIT_NOTICE (60 s; 2 s here) without a worker, one warning says how
+    the jobs stand and how to stop waiting; when the node frees up, the survey runs."""
+    from paramsurvey.backends import jobqueue as jobqueue_backend
+
+    monkeypatch.setattr(jobqueue_backend, "WAIT_NOTICE", 2.0)
+    blocker = cluster.sbatch("--cpus-per-task=2", "--wrap", "sleep 300")
+    cluster.wait_for_state(blocker, ["RUNNING"])
+    freed = threading.Timer(8.0, cluster.run, (["scancel", blocker],))
+    try:
+        paramsurvey.init(backend="slurm", slurm=options(cluster, jobs=1), verbose=1)
+        freed.start()
+        results = paramsurvey.map(marked_sleep, psets(4, 0), user_kwargs={"dir": str(tmp_path)})
+    finally:
+        freed.cancel()
+        cluster.run(["scancel", blocker])
+    assert_each_result_once(results, 4)
+    err = capfd.readouterr().err
+    notice = (r"slurm: no worker job has run for 2 s \(worker jobs: 0 running, 1 pending( \(Resources\))?\); "
+              r"waiting for the queue \(give slurm=\{'pending_timeout': seconds\} to stop waiting\)")
+    assert len(re.findall(notice, err)) == 1, err
+    # the last line says how the jobs stood at the map's end
+    assert "progress: total: 4, active: 0, finished: 4, failures: 0, exceptions: 0; worker jobs: 1 running, " \
+           "0 pending\n" in err, err
 
 
 # -- preemption, walltime: nothing lost ---------------------------------------------------------------

@@ -7,7 +7,8 @@
   that never come. The catcher keeps the submit command's error so the backend can raise it.
 - :class:`QueueWatcher`: a thread that asks ``squeue`` (at most every ``POLL_INTERVAL`` seconds)
   how our jobs stand, for the progress line (``worker jobs: 0 running, 2 pending (Resources)``),
-  and hands the job ids it sees to the guard that cancels them if the driver dies.
+  and hands the job ids it sees to the guard that cancels them if the driver dies; asked again
+  at once when workers come or go, and at a map's end, so the line is not stale.
 - :data:`GUARD`: that guard, a process of its own (see :func:`start_guard`).
 """
 
@@ -32,9 +33,6 @@ log = logging.getLogger("paramsurvey")
 # squeue at most this often: a progress line every second must not become a load on the
 # scheduler's controller, which every user of the cluster shares
 POLL_INTERVAL = 3.0
-# ...but sooner, never more than once per this, when the driver saw workers come or go (the
-# line would otherwise say "pending" of jobs whose workers already work)
-NUDGED_INTERVAL = 1.0
 # one sbatch/squeue/scancel call: a controller that does not answer within this is reported,
 # never waited on forever (Slurm's clients retry for up to a minute on their own)
 COMMAND_TIMEOUT = 60.0
@@ -135,26 +133,21 @@ class QueueWatcher:
         self.text = ""
         self.states: list[tuple[str, str, str]] = []
         self.stopped = threading.Event()
-        self.nudged = threading.Event()
         self.thread = threading.Thread(target=self._run, name="paramsurvey-squeue", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
 
-    def nudge(self) -> None:
-        """Ask again soon: the workers changed."""
-        self.nudged.set()
-
     def stop(self) -> None:
         self.stopped.set()
-        self.nudged.set()
         if self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join(timeout=COMMAND_TIMEOUT)
 
-    def poll_once(self) -> None:
+    def poll_once(self, timeout: float = COMMAND_TIMEOUT) -> None:
+        """Ask squeue now (from any thread: the text is replaced whole)."""
         try:
             out = subprocess.run(["squeue", "-h", "--name", self.job_name, "-o", "%i %T %r"], capture_output=True,
-                                 text=True, timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+                                 text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.info("slurm: squeue failed: %r", exc, extra={"ps_verbose": 2})
             return
@@ -168,10 +161,8 @@ class QueueWatcher:
 
     def _run(self) -> None:
         while not self.stopped.is_set():
-            self.nudged.clear()
             self.poll_once()
-            if self.nudged.wait(POLL_INTERVAL) and not self.stopped.is_set():
-                self.stopped.wait(NUDGED_INTERVAL)
+            self.stopped.wait(POLL_INTERVAL)
 
 
 # The guard: a process of its own session (a terminal's Ctrl-C does not reach it) that reads job

@@ -60,6 +60,9 @@ HEALTH_INTERVAL = 1.0
 SUBMIT_WAIT = 30.0
 # With no pending_timeout, a survey that has had no worker for this long says so once, and waits
 WAIT_NOTICE = 60.0
+# At a map's end squeue is asked once more (the last progress line says how the jobs stand then),
+# for at most this long: a controller that does not answer must not hold up the results
+END_REFRESH_TIMEOUT = 5.0
 
 
 def import_dask_jobqueue(name: str) -> ModuleType:
@@ -233,6 +236,8 @@ class JobqueueBackend(Backend):
 
     def end_map(self) -> None:
         self.mapping = False
+        if self.watcher is not None:
+            self.watcher.poll_once(END_REFRESH_TIMEOUT)
         if self.dask is not None:
             self.dask.end_map()
             if self.options.minimum_jobs < self.options.maximum_jobs:  # adaptive: idle jobs go
@@ -334,8 +339,9 @@ class LSFBackend(JobqueueBackend):
 
 class _Keeper:
     """A daemon thread: every HEALTH_INTERVAL, counts the workers (the cluster's own view, no round
-    trip), tells the guard the job ids, nudges the squeue watcher when workers come or go, and
-    while a map runs asks again for its jobs, which replaces the lost ones."""
+    trip), tells the guard the job ids, asks squeue again when workers came or went (else the
+    progress line would say 'pending' of jobs whose workers already work), and while a map runs
+    asks again for its jobs, which replaces the lost ones."""
 
     def __init__(self, backend: JobqueueBackend) -> None:
         self.backend = backend
@@ -363,9 +369,9 @@ class _Keeper:
         if cluster is None:
             return
         workers = len(cluster.scheduler_info.get("workers", {}))
-        if workers != backend.workers and backend.watcher is not None:
-            backend.watcher.nudge()
-        backend.workers = workers
+        changed, backend.workers = workers != backend.workers, workers
+        if changed and backend.watcher is not None:
+            backend.watcher.poll_once()
         backend._job_ids()
         if backend.mapping:
             backend._scale(backend.options.maximum_jobs)
