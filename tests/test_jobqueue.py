@@ -28,8 +28,10 @@ from paramsurvey.backends.jobqueue import import_dask_jobqueue
 
 pytestmark = pytest.mark.slurm  # run by `make test-slurm`, which installs Slurm first
 
-# deadlock guards, not expectations: a job starts within ~3 s here, its worker connects ~3 s later
-QUEUE_EMPTY_TIMEOUT = 30.0
+# deadlock guards, not expectations: a job starts within ~3 s here, its worker connects ~3 s later;
+# a cancelled job stays in the queue (COMPLETING) until its processes end, which Slurm forces only
+# after KillWait (30 s by default): the guard is longer than that
+QUEUE_EMPTY_TIMEOUT = 75.0
 DRIVER_TIMEOUT = 120.0
 # a refusal must be raised "at once": well within this, never a wait for workers
 REFUSAL_DEADLINE = 60.0
