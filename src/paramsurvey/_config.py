@@ -14,7 +14,8 @@ from typing import Any
 
 from .exceptions import ArgumentError, ArgumentTypeError
 
-BACKENDS = ("multiprocessing", "ray", "dask", "serial")
+# slurm, pbs, sge, lsf: Dask workers in batch jobs of that scheduler (backends/jobqueue.py)
+BACKENDS = ("multiprocessing", "ray", "dask", "serial", "slurm", "pbs", "sge", "lsf")
 
 # Where a knob may be given. 'init': init() only; 'both': init() or map(); 'map': map() only.
 INIT, BOTH, MAP = "init", "both", "map"

@@ -47,6 +47,28 @@ EXTRA = ("crashed", "timeouts", "cancelled", "retried")
 
 LINES, BAR, NOTEBOOK, NONE = "lines", "bar", "notebook", "none"
 
+# A backend whose workers live in batch jobs (backends/jobqueue.py) sets this to a callable that
+# says how its jobs stand, e.g. ``worker jobs: 0 running, 2 pending (Resources)``: a survey waiting
+# for the queue then says why it waits, instead of a bare ``active: 0``. It must answer at once
+# (a cached text) and never raise; '' adds nothing.
+_worker_state: Callable[[], str] | None = None
+
+
+def set_worker_state(source: Callable[[], str] | None) -> None:
+    """Add ``source()`` to every progress line and bar from now on (None: stop)."""
+    global _worker_state
+    _worker_state = source
+
+
+def worker_state() -> str:
+    source = _worker_state
+    if source is None:
+        return ""
+    try:
+        return source()
+    except Exception:  # a progress line must never fail the survey
+        return ""
+
 
 @dataclass(frozen=True)
 class MapProgress:
@@ -154,7 +176,8 @@ def status_text(snap: MapProgress) -> str:
     """The counts by status shown beside a live bar, e.g. ``active 4, finished 38, failures 2, ...``."""
     parts = [f"{k} {getattr(snap, k)}" for k in SHOWN[1:]]
     parts += [f"{k} {getattr(snap, k)}" for k in EXTRA if getattr(snap, k)]
-    return ", ".join(parts)
+    jobs = worker_state()
+    return ", ".join(parts) + (f"; {jobs}" if jobs else "")
 
 
 class _AboveBar:
@@ -361,7 +384,8 @@ class ProgressReporter:
             self._report(counters.snapshot(), False, now)
 
     def _line(self, snap: MapProgress) -> str:
-        return f"{self.name} progress: {snap}"
+        jobs = worker_state()
+        return f"{self.name} progress: {snap}" + (f"; {jobs}" if jobs else "")
 
     def _draw(self, snap: MapProgress, now: float) -> None:
         self.bar_due.restart(now)

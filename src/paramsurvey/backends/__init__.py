@@ -14,6 +14,11 @@ REGISTRY: dict[str, tuple[str, str, str | None, str | None]] = {
     "serial": (".serial", "SerialBackend", None, None),
     "ray": (".ray", "RayBackend", "ray", "ray"),
     "dask": (".dask", "DaskBackend", "distributed", "dask"),
+    # dask_jobqueue itself is imported by the backend, which keeps the program's Ctrl-C handler
+    "slurm": (".jobqueue", "SlurmBackend", "distributed", "slurm"),
+    "pbs": (".jobqueue", "PBSBackend", "distributed", "slurm"),
+    "sge": (".jobqueue", "SGEBackend", "distributed", "slurm"),
+    "lsf": (".jobqueue", "LSFBackend", "distributed", "slurm"),
 }
 
 
