@@ -1,5 +1,5 @@
 """The survey's driver as a Slurm batch job, against the test suite's real Slurm (tests/_slurm.py):
-the sbatch scripts of examples/hpc/ (documented in docs/hpc-driver.md), run as they are.
+the sbatch scripts of examples/hpc/ (documented in docs/hpc.md), run as they are.
 
 - scancel of a running survey: Slurm sends SIGTERM to every process of the job (the driver, its
   fork server, its workers), SIGKILL KillWait seconds later; the driver stops, writes its journal

@@ -1,4 +1,4 @@
-"""A survey meant to run as a Slurm batch job, and to resume from its journal (docs/hpc-driver.md).
+"""A survey meant to run as a Slurm batch job, and to resume from its journal (docs/hpc.md).
 
     sbatch survey.sbatch          # one allocation; if it is stopped, submit it again to resume
     sbatch survey-chain.sbatch    # as many allocations as the survey needs, one after the other

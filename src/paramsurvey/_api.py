@@ -67,7 +67,7 @@ def init(**kwargs: Any) -> None:
 
     Parameters
     ----------
-    backend : {'multiprocessing', 'ray', 'dask', 'serial'}, default 'multiprocessing'
+    backend : {'multiprocessing', 'ray', 'dask', 'serial', 'slurm', 'pbs', 'sge', 'lsf'}, default 'multiprocessing'
     verbose, vstats, limit, ncores, max_tasks_per_child, group_size, timeout, retries, journal,
     carbon_server, carbon_port, carbon_prefix
         See the README; each but the carbon ones has a ``PARAMSURVEY_*`` environment variable,
@@ -78,7 +78,7 @@ def init(**kwargs: Any) -> None:
         The hidden logfile is ``<prefix>YYYYMMDD-HHMMSS.log``.
     pslogger_fd : open text stream, optional
         Write the run's log there instead of a hidden logfile.
-    ray, dask, multiprocessing, serial : dict
+    ray, dask, slurm, pbs, sge, lsf, multiprocessing, serial : dict
         Options for that backend alone (ignored by the others). ``multiprocessing`` takes 0.4.x's
         Pool arguments ``initializer``, ``initargs``, ``maxtasksperchild``, ``processes``.
 
