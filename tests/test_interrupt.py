@@ -124,13 +124,15 @@ SERIAL_SCRIPT = textwrap.dedent("""
         paramsurvey.map(quick, [{'x': i} for i in range(400)], journal=sys.argv[1])
     except paramsurvey.Interrupted as exc:
         print('results', sorted(exc.results.df['y'].tolist()) == list(range(int(sys.argv[2]))), flush=True)
+        print('line', exc.results.progress, flush=True)
     print('journaled', len(paramsurvey.journal.read(sys.argv[1])), flush=True)
 """)
 
 
 def test_ctrl_c_on_the_serial_backend_keeps_what_the_running_group_finished(tmp_path):
     """On the serial backend Ctrl-C lands inside a pset, in the middle of its group: the psets that
-    group finished before it are results (and journaled), not lost with the interrupted one."""
+    group finished before it are results (and journaled), not lost with the interrupted one; the
+    progress line counts the rest as cancelled."""
     script = tmp_path / "serial_driver.py"
     script.write_text(SERIAL_SCRIPT)
     stop_at = 300  # psets this quick run in big groups by then: the interrupted group holds finished psets
@@ -140,3 +142,5 @@ def test_ctrl_c_on_the_serial_backend_keeps_what_the_running_group_finished(tmp_
     assert proc.returncode == 0, proc.stderr
     assert "results True" in proc.stdout, proc.stdout + proc.stderr
     assert f"journaled {stop_at}" in proc.stdout, proc.stdout + proc.stderr
+    # the progress line says that the psets never run were cancelled, not failed
+    assert f"failures: {400 - stop_at}, exceptions: 0, cancelled: {400 - stop_at}" in proc.stdout, proc.stdout

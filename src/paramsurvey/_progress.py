@@ -93,7 +93,10 @@ class MapProgress:
     retried: int = 0
 
     def __str__(self) -> str:
-        return ", ".join(f"{k}: {getattr(self, k)}" for k in SHOWN)
+        line = ", ".join(f"{k}: {getattr(self, k)}" for k in SHOWN)
+        # psets an interrupted map never ran count among the failures (finished + failures ==
+        # total, as 0.4.x's line promises): say how many of them were only cancelled
+        return f"{line}, cancelled: {self.cancelled}" if self.cancelled else line
 
     def asdict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
