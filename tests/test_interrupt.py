@@ -25,7 +25,9 @@ SCRIPT = textwrap.dedent("""
     def announce(user_ret, system_kwargs, user_kwargs):
         print('finished', user_ret['pset']['x'], flush=True)
 
-    if len(sys.argv) > 2:  # like IPython/Jupyter: a SIGINT handler of its own raises KeyboardInterrupt
+    if sys.argv[2:] == ['dask-jobqueue']:  # its import replaces Ctrl-C's handler by one that calls sys.exit()
+        import dask_jobqueue
+    elif len(sys.argv) > 2:  # like IPython/Jupyter: a SIGINT handler of its own raises KeyboardInterrupt
         import signal
         def raise_interrupt(signum, frame):
             raise KeyboardInterrupt
@@ -76,7 +78,8 @@ def alive(pids):
 
 
 @pytest.mark.parametrize("backend, handler", [("multiprocessing", ()), ("serial", ()),
-                                              ("multiprocessing", ("notebook-like",))])
+                                              ("multiprocessing", ("notebook-like",)),
+                                              ("multiprocessing", ("dask-jobqueue",))])
 def test_sigint_raises_interrupted_with_partial_results(tmp_path, backend, handler):
     proc = start(tmp_path, backend, *handler)
     family = descendants(proc.pid)
