@@ -34,11 +34,15 @@ SCRIPT = textwrap.dedent("""
     import paramsurvey, workers_batch
 
     journal, markers, run, sleep, N = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+    backend = sys.argv[6]
 
     def announce(user_ret, system_kwargs, user_kwargs):
         print('finished', user_ret['pset']['x'], flush=True)
 
-    paramsurvey.init(backend='multiprocessing', ncores=2)
+    if backend == 'ray':  # a local Ray: ray.init() puts a SIGTERM handler of its own in the driver
+        paramsurvey.init(backend='ray', ray={'num_cpus': 2, 'include_dashboard': False})
+    else:
+        paramsurvey.init(backend='multiprocessing', ncores=2)
     try:
         results = paramsurvey.map(workers_batch.marked_sleep, [{'x': i} for i in range(N)], journal=journal,
                                   user_kwargs={'dir': markers, 'run': run, 'sleep': sleep},
@@ -51,14 +55,24 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def start_driver(tmp_path, run, sleep):
+@pytest.fixture(autouse=True)
+def default_sigterm():
+    """The tests that run in this process start from Python's default SIGTERM handler: an earlier
+    test may have left another (ray.init() installs one in the test process)."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def start_driver(tmp_path, run, sleep, backend="multiprocessing"):
     script = tmp_path / "survey.py"
     script.write_text(SCRIPT)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, TESTS]))
     env = {k: v for k, v in env.items() if not k.startswith("PARAMSURVEY_")}
     markers = tmp_path / "markers"
     markers.mkdir(exist_ok=True)
-    args = [sys.executable, str(script), str(tmp_path / "survey.journal"), str(markers), run, str(sleep), str(N_PSETS)]
+    args = [sys.executable, str(script), str(tmp_path / "survey.journal"), str(markers), run, str(sleep),
+            str(N_PSETS), backend]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
 
 
@@ -135,6 +149,20 @@ def test_sigterm_stops_the_survey_and_the_same_script_resumes(tmp_path, whom):
     succeeded = set(on_disk.loc[on_disk["_status"] == "ok", "x"])
     assert not second & succeeded, "a pset that finished ran again"
     assert second | succeeded == set(range(N_PSETS))
+
+
+def test_sigterm_stops_a_survey_on_ray_whose_init_put_its_own_handler(tmp_path):
+    """ray.init() installs a SIGTERM handler in the driver that calls sys.exit(): during map() it
+    counts as the default, so a batch job on Ray stops like the others, its journal written."""
+    proc = start_driver(tmp_path, "first", 0.5, backend="ray")
+    seen = wait_for_finished(proc, 4)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    assert proc.returncode == 1, (proc.returncode, err[-3000:])
+    journal = str(tmp_path / "survey.journal")
+    assert f"resubmit the same script to resume from the journal {journal}" in err, err[-3000:]
+    assert any(line.startswith("interrupted") for line in out.splitlines()), out + err[-3000:]
+    assert finished_of(seen + out.splitlines()) <= set(ps_journal.read(journal)["x"])
 
 
 def test_sigterm_outside_map_keeps_the_default(tmp_path):

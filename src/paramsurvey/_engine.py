@@ -433,8 +433,8 @@ class Survey:
         to every process of the job, with SIGKILL after a grace (Slurm's KillWait, 30 s by
         default): handled like Ctrl-C, the workers stop and the journal is written well inside that
         grace, and ``Interrupted`` carries what finished. Each signal is trapped only while it has
-        Python's default handler (or one a library put in its place on import, see
-        _IMPORTED_HANDLER_MODULES), so a program's own handler is left alone, and outside map()
+        Python's default handler (or one a library put in its place, see
+        _LIBRARY_HANDLER_MODULES), so a program's own handler is left alone, and outside map()
         SIGTERM still ends the process at once."""
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -453,7 +453,7 @@ class Survey:
 
         defaults = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
         previous = {signum: signal.signal(signum, on_stop_signal)
-                    for signum, default in defaults if _is_default(signal.getsignal(signum), default)}
+                    for signum, default in defaults if _is_default(signum, signal.getsignal(signum), default)}
         try:
             yield
         finally:
@@ -474,11 +474,15 @@ def _plain(status: str) -> str:
     return str(status)
 
 
-# Handlers that libraries install as they are imported, standing in for the default one: treated as
-# the default, so that Ctrl-C still stops a map with its partial results. dask_jobqueue.runner's
-# calls sys.exit() (exit status 0, nothing kept) and arrives with any `import dask_jobqueue`.
-_IMPORTED_HANDLER_MODULES = frozenset({"dask_jobqueue.runner"})
+# Handlers that libraries install in the program, standing in for the default one: treated as the
+# default, so that Ctrl-C and SIGTERM still stop a map with its partial results and its journal.
+# `import dask_jobqueue` puts a SIGINT handler that calls sys.exit() (exit status 0, nothing kept);
+# ray.init() a SIGTERM handler that calls sys.exit() (a Ray driver under Slurm lost its stop).
+_LIBRARY_HANDLER_MODULES = {
+    signal.SIGINT: frozenset({"dask_jobqueue.runner"}),
+    signal.SIGTERM: frozenset({"ray._private.worker"}),
+}
 
 
-def _is_default(handler: Any, default: Any) -> bool:
-    return handler is default or getattr(handler, "__module__", None) in _IMPORTED_HANDLER_MODULES
+def _is_default(signum: int, handler: Any, default: Any) -> bool:
+    return handler is default or getattr(handler, "__module__", None) in _LIBRARY_HANDLER_MODULES[signum]
