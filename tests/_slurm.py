@@ -247,6 +247,18 @@ class SlurmCluster:
         """Until the job has left the queue (finished, failed or cancelled, and cleaned up)."""
         self.wait_for_state(job, ["GONE"], timeout)
 
+    def processes_of_job(self, job: str) -> list[psutil.Process]:
+        """The job's own processes (its script and what it started), found by the variable Slurm
+        sets in every one of them."""
+        found = []
+        for p in self.job_processes():
+            try:
+                if p.environ().get("SLURM_JOB_ID") == job:
+                    found.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
     def job_processes(self) -> list[psutil.Process]:
         """Every process of this cluster's jobs (and its slurmstepds): the guardian's descendants
         but the daemons, and any other process of the cluster (processes_of_cluster)."""

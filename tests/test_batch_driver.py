@@ -76,17 +76,6 @@ def job_state(cluster, job):
     return re.search(r"JobState=(\S+)", out).group(1), re.search(r"ExitCode=(\S+)", out).group(1)
 
 
-def processes_of_job(cluster, job):
-    found = []
-    for p in cluster.job_processes():
-        try:
-            if p.environ().get("SLURM_JOB_ID") == job:
-                found.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return found
-
-
 def alive(procs):
     left = []
     for p in procs:
@@ -135,7 +124,7 @@ def test_scancel_stops_the_driver_and_the_same_script_resumes(slurm, workdir):
     env = {"SURVEY_PSETS": "60", "SURVEY_SECONDS": "0.5"}
     first = submit(slurm, workdir, "survey.sbatch", **env)
     wait_for_outputs(workdir, 8, first, slurm)
-    procs = processes_of_job(slurm, first)
+    procs = slurm.processes_of_job(first)
     assert len(procs) >= 4, alive(procs)  # the driver, its fork server, two workers
     slurm.run(["scancel", first])  # what a preemption does too: SIGTERM to all, SIGKILL after KillWait
     slurm.wait_until_gone(first, STOP_TIMEOUT)
@@ -202,7 +191,7 @@ def test_ray_started_in_the_allocation_runs_the_survey_and_leaves_nothing(slurm,
         assert job_state(slurm, job) == ("COMPLETED", "0:0"), log[-3000:]
         assert_each_finished_once(str(workdir / "survey.journal"), 20)
         assert slurm.jobs() == {}
-        ray_left = [(p.pid, p.cmdline()) for p in processes_of_job(slurm, job)]
+        ray_left = [(p.pid, p.cmdline()) for p in slurm.processes_of_job(job)]
         for p in psutil.process_iter():  # Ray's processes name their temp dir
             with contextlib.suppress(psutil.Error):
                 if any(temp_dir.group(1) in part for part in p.cmdline()):
@@ -249,4 +238,4 @@ def test_a_ray_head_that_cannot_start_fails_the_job_at_once(slurm, workdir):
     assert "survey on the" not in log  # the survey never started
     assert job_state(slurm, job) == ("FAILED", "1:0")
     assert slurm.jobs() == {}
-    assert processes_of_job(slurm, job) == []
+    assert slurm.processes_of_job(job) == []

@@ -37,22 +37,9 @@ def wait_for_file(path, timeout=JOB_TIMEOUT):
         time.sleep(0.1)
 
 
-def processes_of_job(cluster, job):
-    """The job's own processes (its script and what it started), found by the variable Slurm
-    sets in every one of them."""
-    found = []
-    for p in cluster.job_processes():
-        try:
-            if p.environ().get("SLURM_JOB_ID") == job:
-                found.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return found
-
-
 def wait_for_processes_of_job(cluster, job, n, timeout=JOB_TIMEOUT):
     deadline = time.monotonic() + timeout
-    while len(found := processes_of_job(cluster, job)) < n:
+    while len(found := cluster.processes_of_job(job)) < n:
         assert time.monotonic() < deadline, f"job {job} has {len(found)} processes, not {n}"
         time.sleep(0.1)
     return found

@@ -118,3 +118,15 @@ class ReportClock:
         now = self()
         earliest = min((p.deadline for p in self._periodics), default=math.inf)
         return max(0.0, min(earliest, now + HEARTBEAT) - now)
+
+
+def duration_text(seconds: float | None) -> str:
+    """Seconds as people read them: ``1:02:03``, ``2d 3:04:05``; ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    import datetime
+
+    seconds = int(round(seconds))
+    days, rest = divmod(seconds, 86400)
+    text = str(datetime.timedelta(seconds=rest))
+    return f"{days}d {text}" if days else text

@@ -478,7 +478,7 @@ def _plain(status: str) -> str:
 # default, so that Ctrl-C and SIGTERM still stop a map with its partial results and its journal.
 # `import dask_jobqueue` puts a SIGINT handler that calls sys.exit() (exit status 0, nothing kept);
 # ray.init() a SIGTERM handler that calls sys.exit() (a Ray driver under Slurm lost its stop).
-_LIBRARY_HANDLER_MODULES = {
+_LIBRARY_HANDLER_MODULES: dict[int, frozenset[str]] = {
     signal.SIGINT: frozenset({"dask_jobqueue.runner"}),
     signal.SIGTERM: frozenset({"ray._private.worker"}),
 }

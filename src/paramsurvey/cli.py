@@ -15,13 +15,13 @@ Every command reads what is on disk now; none of them unpickles anything unless 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._clock import duration_text
 from ._records import Status
 from .exceptions import JournalError
 
@@ -33,15 +33,6 @@ EXIT_OK, EXIT_ERROR = 0, 1
 FAILED = tuple(s.value for s in (Status.EXCEPTION, Status.CRASHED, Status.TIMEOUT))
 EXAMPLE_PSETS = 5  # psets listed per failure group
 DASHBOARD_PORT = 8050  # the dashboard's default port: easy to remember, free on most machines
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(round(seconds))
-    days, rest = divmod(seconds, 86400)
-    text = str(datetime.timedelta(seconds=rest))
-    return f"{days}d {text}" if days else text
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -67,7 +58,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"psets:     {info.total} total: {counts.get('ok', 0)} ok, {info.failures} failed"
           f"{' (' + failed + ')' if failed else ''}, {info.remaining} to go")
     if info.rate:
-        eta = f"; about {_duration(info.eta)} remaining" if info.eta is not None else ""
+        eta = f"; about {duration_text(info.eta)} remaining" if info.eta is not None else ""
         print(f"rate:      {info.rate:.3g} psets/s (this run: {info.this_run} psets){eta}")
     if info.last_finished:
         print(f"last:      a pset finished at {info.last_finished}")
@@ -81,9 +72,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _state_line(info: JournalStatus) -> str:
     if info.state == "running":
         where = f"pid {info.pid} on {info.host}" if info.pid else "another process"
-        return f"running ({where}), for {_duration(info.elapsed)}"
+        return f"running ({where}), for {duration_text(info.elapsed)}"
     if info.state == "finished":
-        took = f", in {_duration(info.elapsed)}" if info.elapsed is not None else ""
+        took = f", in {duration_text(info.elapsed)}" if info.elapsed is not None else ""
         return f"finished at {info.end_time}{took}"
     return (f"stopped{' at ' + info.end_time if info.end_time else ''}, not finished "
             "(interrupted or killed): run the survey again with this journal to resume")

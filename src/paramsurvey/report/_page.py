@@ -12,11 +12,11 @@ escaped, so no survey text can close a script or open a tag.
 
 from __future__ import annotations
 
-import datetime
 import html
 import json
 from typing import Any
 
+from .._clock import duration_text
 from ._data import Summary
 from ._figures import figures
 
@@ -78,22 +78,14 @@ def render(summary: Summary, plotlyjs: str | None, plotly_src: str | None = None
             f"<body>\n{''.join(body)}\n{live}</body></html>\n")
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(round(seconds))
-    days, rest = divmod(seconds, 86400)
-    text = str(datetime.timedelta(seconds=rest))
-    return f"{days}d {text}" if days else text
-
-
 def _state(s: Summary) -> str:
     e = html.escape
     state = ""
     if s.state:
         state = f'<p>State: <span id="state" class="state state-{e(s.state)}">{e(s.state)}</span>'
         if s.elapsed is not None:
-            state += f" &middot; {'running for' if s.state == 'running' else 'latest run took'} {_duration(s.elapsed)}"
+            took = "running for" if s.state == "running" else "latest run took"
+            state += f" &middot; {took} {duration_text(s.elapsed)}"
         state += "</p>"
     failed_kinds = ", ".join(f"{k} {e(name)}" for name, k in s.counts.items() if name != "ok" and k)
     cells = [("total", "count-total", s.total, ""), ("ok", "count-ok", s.counts.get("ok", 0), "ok"),
@@ -105,7 +97,7 @@ def _state(s: Summary) -> str:
     if failed_kinds:
         lines.append(f"<p>Failed: {failed_kinds}.</p>")
     if s.rate:
-        eta = f"; about {_duration(s.eta)} remaining" if s.eta is not None else ""
+        eta = f"; about {duration_text(s.eta)} remaining" if s.eta is not None else ""
         lines.append(f'<p id="rate">Rate: {s.rate:.3g} psets/s{eta}.</p>')
     if s.last_finished:
         lines.append(f"<p>Last pset finished at {e(s.last_finished)}.</p>")
