@@ -30,8 +30,10 @@ PUBLIC = [
 ]
 # paramsurvey.<x> in the documents that is not Python API: graphite metric paths
 # (docs/monitoring.md), the example programs, run with `python -m paramsurvey.examples.<name>`, and
-# the console entry point paramsurvey.cli:main (the `paramsurvey` command)
-NOT_API = {"sweep1", "examples", "cli"}
+# the console entry point paramsurvey.cli:main (the `paramsurvey` command), and the module path
+# Python prints for an error class in a quoted traceback (paramsurvey.exceptions.Interrupted: the
+# classes themselves are public as paramsurvey.Interrupted, ...)
+NOT_API = {"sweep1", "examples", "cli", "exceptions"}
 PRIVATE_NOW = ("logfile", "carbon", "progress", "results")
 
 
